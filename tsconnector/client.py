@@ -1,0 +1,436 @@
+"""TsClient: the public face of the driver (connect, insert, query, close).
+
+It spreads requests over a :class:`~tsconnector.pool.HostPool` and applies the retry
+rules of the design (decision 1) under a single deadline per call (decision 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, Literal
+
+from .connection import RequestNotSent
+from .events import EventHub, HostEvent, HostStats
+from .exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    InsertOutcomeUnknown,
+    PoolError,
+    ServerError,
+    TsConnectionError,
+    TsTimeoutError,
+)
+from .pool import Host, HostPool, parse_hostlist
+from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, RequestType, pack
+
+__all__ = ["TsClient", "pack_insert"]
+
+log = logging.getLogger("tsconnector.client")
+
+InsertRetry = Literal["safe", "always"]
+
+
+def _resolve_insert_packer() -> Callable[[Any], bytes]:
+    """The fast insert packer when present, else the generic qpack encoder."""
+    try:
+        from .protocol.packer import pack_insert as fast
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.protocol.packer":
+            raise
+        return pack
+    return fast
+
+
+def _resolve_framed_packer() -> Callable[[Any], memoryview] | None:
+    """A packer that leaves room for the frame header (one buffer, no copy), if any."""
+    try:
+        from .protocol.packer import pack_insert_buffer
+    except (ModuleNotFoundError, ImportError):
+        return None
+    return functools.partial(pack_insert_buffer, headroom=HEADER_SIZE)
+
+
+#: Encodes insert data to bytes (switchable: the lead may assign another packer).
+pack_insert: Callable[[Any], bytes] = _resolve_insert_packer()
+#: Encodes insert data into a writable buffer after HEADER_SIZE free bytes, or None.
+pack_insert_framed: Callable[[Any], memoryview] | None = _resolve_framed_packer()
+
+
+def _encode_insert(data: Any) -> tuple[bytes | memoryview, bool]:
+    """The insert payload and whether it is framed (header room in front)."""
+    if pack_insert_framed is not None:
+        return pack_insert_framed(data), True
+    return pack_insert(data), False
+
+
+class TsClient:
+    """An asyncio client for one database on a list of SiriDB-protocol hosts.
+
+    Build it anywhere (no running loop needed), then ``await connect()`` or use
+    ``async with``. ``timeout`` bounds each connection attempt; ``inactive_time`` is
+    how long a host is skipped after a ServerError; reconnect waits grow from
+    ``initial_retry_wait`` (1 s) up to ``max_wait_retry``.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        dbname: str,
+        hostlist: Iterable[Sequence[Any]],
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        keepalive: bool = True,
+        timeout: float = 10,
+        inactive_time: float = 30,
+        max_wait_retry: float = 90,
+        keepalive_interval: float = 45.0,
+        ping_timeout: float = 10.0,
+        initial_retry_wait: float = 1.0,
+        pool_retry_wait: float = 2.0,
+        close_timeout: float = 5.0,
+        max_frame_size: int = MAX_FRAME_SIZE,
+    ) -> None:
+        self._hosts = parse_hostlist(hostlist)
+        self._username = username
+        self._password = password
+        self._dbname = dbname
+        self._loop = loop
+        self._keepalive_interval = keepalive_interval if keepalive else None
+        self._ping_timeout = ping_timeout
+        self._timeout = timeout
+        self._inactive_time = inactive_time
+        self._max_wait_retry = max_wait_retry
+        self._initial_retry_wait = initial_retry_wait
+        self._pool_retry_wait = pool_retry_wait
+        self._close_timeout = close_timeout
+        self._max_frame_size = max_frame_size
+        self._events = EventHub()
+        self._pool: HostPool | None = None
+        self._closed = False
+        self._active = 0
+        self._idle: asyncio.Future[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------- properties
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def connected(self) -> bool:
+        """True when at least one host has an authenticated connection."""
+        return self._pool is not None and self._pool.any_connected
+
+    def stats(self) -> list[HostStats]:
+        """Per-host state, requests, failures, reconnects and last latency (hostlist order)."""
+        if self._pool is None:
+            return [h.stats() for h in self._hosts]
+        return self._pool.stats()
+
+    def on_host_event(self, callback: Callable[[HostEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` on every host state change; returns an unsubscribe function."""
+        return self._events.subscribe(callback)
+
+    def host_events(self) -> AsyncIterator[HostEvent]:
+        """Async iterator over host state changes; ends when the client is closed."""
+        return self._events.stream()
+
+    # --------------------------------------------------------------- connect
+
+    def _get_pool(self) -> HostPool:
+        if self._pool is None:
+            loop = self._loop or asyncio.get_running_loop()
+            self._loop = loop
+            self._pool = HostPool(
+                self._username,
+                self._password,
+                self._dbname,
+                self._hosts,
+                loop=loop,
+                connect_timeout=self._timeout,
+                inactive_time=self._inactive_time,
+                max_wait_retry=self._max_wait_retry,
+                initial_retry_wait=self._initial_retry_wait,
+                keepalive_interval=self._keepalive_interval,
+                ping_timeout=self._ping_timeout,
+                connection_options={"max_frame_size": self._max_frame_size},
+                events=self._events,
+            )
+        return self._pool
+
+    async def connect(self, timeout: float | None = None) -> list[BaseException | None]:
+        """Connect to every host in parallel; return per host ``None`` or the exception.
+
+        Hosts that failed keep reconnecting in the background (as siridb-connector does).
+        """
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return await self._get_pool().connect(timeout)
+
+    async def __aenter__(self) -> TsClient:
+        results = await self.connect()
+        errors = [r for r in results if r is not None]
+        if (
+            errors
+            and len(errors) == len(results)
+            and all(isinstance(e, AuthenticationError) for e in errors)
+        ):
+            self.close()
+            await self.wait_closed()
+            raise errors[0]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # ---------------------------------------------------------------- insert
+
+    async def insert(
+        self, data: Any, timeout: float = 300, *, retry: InsertRetry = "safe"
+    ) -> dict[str, Any]:
+        """Insert ``{series: [[ts, value], ...]}`` or ``[{"name": s, "points": [...]}]``.
+
+        Retried on another host only where it provably was not applied (not written,
+        ServerError, PoolError); if the connection is lost after writing, raises
+        :class:`InsertOutcomeUnknown` carrying ``data`` -- unless ``retry="always"``
+        (at-least-once: may store points twice). Integers beyond int64 raise
+        ``OverflowError`` and unencodable values ``TypeError`` before anything is sent.
+        """
+        if retry not in ("safe", "always"):
+            raise ValueError(f"retry must be 'safe' or 'always', not {retry!r}")
+        payload, framed = _encode_insert(data)
+        self._check_size(len(payload) - HEADER_SIZE if framed else len(payload))
+        pool, loop = self._begin()
+        deadline = loop.time() + timeout
+        try:
+            while True:
+                host = await self._choose(pool, deadline, try_unavailable=False)
+                try:
+                    return await self._request(
+                        host, RequestType.INSERT, payload, deadline, framed=framed
+                    )
+                except (RequestNotSent, ServerError) as exc:
+                    pool.mark_failed(host, exc)
+                except PoolError as exc:
+                    pool.record_failure(host, exc)
+                    await self._pause_after_pool_error(pool, deadline, exc)
+                except TsTimeoutError as exc:
+                    pool.record_failure(host, exc)
+                    raise
+                except TsConnectionError as exc:
+                    if isinstance(exc, ClientClosedError):
+                        raise
+                    pool.mark_failed(host, exc)
+                    if retry != "always":
+                        raise InsertOutcomeUnknown(
+                            f"connection to {host.address} lost after the insert was sent; "
+                            "it may or may not have been stored",
+                            data,
+                        ) from exc
+                self._check_deadline(loop, deadline, "insert")
+        finally:
+            self._end()
+
+    # ----------------------------------------------------------------- query
+
+    async def query(
+        self,
+        query: str | bytes,
+        time_precision: int | None = None,
+        timeout: float = 60,
+        *,
+        params: Sequence[Any] | None = None,
+    ) -> Any:
+        """Run ``query`` and return the decoded answer (a dict).
+
+        ``time_precision`` is None (the database's) or 0..3 (s, ms, us, ns). ``params``
+        fill ``$1``, ``$2``... placeholders through :func:`tsconnector.ql.query`. Retried on
+        another host after a lost connection or ServerError, and after PoolError until
+        the deadline.
+        """
+        if isinstance(query, bytes):
+            query = query.decode("utf-8")
+        if not isinstance(query, str):
+            raise TypeError(f"query must be str or bytes, not {type(query).__name__}")
+        if time_precision is not None:
+            if isinstance(time_precision, bool) or not isinstance(time_precision, int):
+                kind = type(time_precision).__name__
+                raise TypeError(f"time_precision must be None or an int 0..3, not {kind}")
+            if not 0 <= time_precision <= 3:
+                raise ValueError(f"time_precision must be None, 0, 1, 2 or 3, not {time_precision}")
+        if params is not None:
+            from .ql import query as build_query
+
+            query = build_query(query, *params)
+        payload = pack([query, time_precision])
+        pool, loop = self._begin()
+        deadline = loop.time() + timeout
+        try_unavailable = True
+        try:
+            while True:
+                host = await self._choose(pool, deadline, try_unavailable)
+                try:
+                    return await self._request(host, RequestType.QUERY, payload, deadline)
+                except (ServerError, TsConnectionError) as exc:
+                    if isinstance(exc, ClientClosedError):
+                        raise
+                    pool.mark_failed(host, exc)
+                except PoolError as exc:
+                    pool.record_failure(host, exc)
+                    await self._pause_after_pool_error(pool, deadline, exc)
+                except TsTimeoutError as exc:
+                    pool.record_failure(host, exc)
+                    raise
+                try_unavailable = False
+                self._check_deadline(loop, deadline, "query")
+        finally:
+            self._end()
+
+    async def ping(self, timeout: float = 10) -> None:
+        """Ping one ready host (round trip through the pool)."""
+        pool, loop = self._begin()
+        deadline = loop.time() + timeout
+        try:
+            host = await self._choose(pool, deadline, try_unavailable=True)
+            await self._request(host, RequestType.PING, b"", deadline)
+        finally:
+            self._end()
+
+    # --------------------------------------------------------------- helpers
+
+    def _begin(self) -> tuple[HostPool, asyncio.AbstractEventLoop]:
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        pool = self._pool
+        if pool is None:
+            raise PoolError("not connected: call and await connect() first")
+        self._active += 1
+        assert self._loop is not None
+        return pool, self._loop
+
+    def _end(self) -> None:
+        self._active -= 1
+        if self._active == 0 and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    def _check_size(self, size: int) -> None:
+        if size > self._max_frame_size:
+            raise ValueError(
+                f"insert of {size} bytes exceeds the frame limit of "
+                f"{self._max_frame_size} bytes; split it"
+            )
+
+    @staticmethod
+    def _check_deadline(loop: asyncio.AbstractEventLoop, deadline: float, what: str) -> None:
+        if loop.time() >= deadline:
+            raise TsTimeoutError(f"{what} timed out")
+
+    async def _choose(self, pool: HostPool, deadline: float, try_unavailable: bool) -> Host:
+        """A host for the next attempt, waiting (until ``deadline``) while none is ready."""
+        while True:
+            try:
+                return pool.choose(try_unavailable)
+            except PoolError:
+                if self._loop is not None and self._loop.time() >= deadline:
+                    raise
+                if not await pool.wait_ready(deadline):
+                    if pool.closing:
+                        raise ClientClosedError("the client is closed") from None
+                    raise
+
+    async def _pause_after_pool_error(
+        self, pool: HostPool, deadline: float, exc: PoolError
+    ) -> None:
+        """The server's pool is incomplete: wait a little, bounded by the deadline."""
+        loop = self._loop
+        assert loop is not None
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise exc
+        await asyncio.sleep(min(self._pool_retry_wait, remaining))
+        if loop.time() >= deadline:
+            raise exc
+
+    async def _request(
+        self,
+        host: Host,
+        tp: int,
+        payload: bytes | memoryview,
+        deadline: float,
+        *,
+        framed: bool = False,
+    ) -> Any:
+        conn = host.conn
+        if conn is None:
+            raise RequestNotSent(f"{host.address}: not connected")
+        loop = self._loop
+        assert loop is not None
+        host.requests += 1
+        start = loop.time()
+        result = await conn.request(tp, payload, deadline=deadline, framed=framed)
+        host.last_latency = loop.time() - start
+        return result
+
+    # --------------------------------------------------------------- closing
+
+    def close(self) -> None:
+        """Stop reconnecting and close; requests in flight may finish (bounded).
+
+        Synchronous like siridb-connector's; ``await wait_closed()`` to wait for the end.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        pool = self._pool
+        if pool is None:
+            self._events.close()
+            return
+        pool.stop_reconnecting()
+        loop = self._loop
+        if self._active == 0 or loop is None or not loop.is_running():
+            pool.close()
+            self._events.close()
+            return
+        self._idle = loop.create_future()
+        self._closer = loop.create_task(self._drain_and_close(pool), name="tsconnector: close")
+
+    async def _drain_and_close(self, pool: HostPool) -> None:
+        idle = self._idle
+        assert idle is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(idle), self._close_timeout)
+        except asyncio.TimeoutError:
+            log.warning("closing with %d request(s) still in flight", self._active)
+        finally:
+            pool.close()
+            self._events.close()
+
+    async def wait_closed(self) -> None:
+        """Wait until every request, connection and background task has ended.
+
+        Call :meth:`close` first (RuntimeError otherwise: nothing would end).
+        """
+        if not self._closed:
+            raise RuntimeError("wait_closed() called before close()")
+        if self._closer is not None:
+            await asyncio.shield(self._closer)
+        if self._pool is not None:
+            await self._pool.wait_closed()
+
+    def __repr__(self) -> str:
+        hosts = ", ".join(h.address for h in self._hosts)
+        state = "closed" if self._closed else ("connected" if self.connected else "not connected")
+        return f"<TsClient {self._dbname!r} on [{hosts}] {state}>"

@@ -1,0 +1,511 @@
+"""One framed, authenticated connection to a SiriDB-protocol server.
+
+:class:`Connection` is an :class:`asyncio.Protocol`: it frames requests, matches answers
+by pid, keeps one ``loop.call_at`` deadline per request (no task per request), applies
+write backpressure and sends keepalive pings while idle to detect half-open sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from .exceptions import (
+    ClientClosedError,
+    ProtocolError,
+    TsConnectionError,
+    TsTimeoutError,
+)
+from .protocol import (
+    HEADER,
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    SUCCESS_TYPES,
+    FrameDecoder,
+    FrameError,
+    RequestType,
+    exception_for,
+    pack,
+    unpack,
+)
+
+__all__ = ["Connection", "RequestNotSent", "open_connection", "open_raw"]
+
+log = logging.getLogger("tsconnector.connection")
+
+_PID_COUNT = 1 << 16
+_PID_MASK = _PID_COUNT - 1
+#: Payloads at least this large are handed to the transport without concatenation.
+_ZERO_COPY_THRESHOLD = 1 << 16
+#: How long a timed-out or cancelled pid stays reserved, waiting for its late answer.
+DEFAULT_TOMBSTONE_TTL = 300.0
+
+
+class RequestNotSent(TsConnectionError):
+    """The request never reached the socket (connection lost or not ready before writing).
+
+    The server cannot have seen it, so it is always safe to send it again elsewhere.
+    """
+
+
+class _Request:
+    """Bookkeeping for one pid: its future (``None`` once abandoned) and its timer."""
+
+    __slots__ = ("fut", "handle", "tp")
+
+    def __init__(self, fut: asyncio.Future[Any] | None, handle: asyncio.TimerHandle, tp: int):
+        self.fut = fut
+        self.handle = handle
+        self.tp = tp
+
+
+class Connection(asyncio.Protocol):
+    """A protocol instance for one TCP connection; create it with :func:`open_connection`.
+
+    ``on_lost(connection, exc)`` is called once when the connection ends, for any reason.
+    """
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        keepalive_interval: float | None = 45.0,
+        ping_timeout: float = 10.0,
+        max_frame_size: int = MAX_FRAME_SIZE,
+        tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        on_lost: Callable[[Connection, BaseException | None], None] | None = None,
+        label: str = "",
+    ) -> None:
+        self._loop = loop
+        self._decoder = FrameDecoder(max_frame_size)
+        self._requests: dict[int, _Request] = {}
+        self._next_pid = 0
+        self._transport: asyncio.Transport | None = None
+        self._connected = False
+        self._authenticated = False
+        self._closing = False
+        self._close_reason: BaseException | None = None
+        self._lost_waiter: asyncio.Future[None] = loop.create_future()
+        self._write_waiters: list[asyncio.Future[None]] = []
+        self._writing_paused = False
+        self._keepalive_interval = keepalive_interval
+        self._ping_timeout = ping_timeout
+        self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._ping_pending = False
+        self._last_received = loop.time()
+        self._tombstone_ttl = tombstone_ttl
+        self._on_lost = on_lost
+        self.label = label
+        #: Number of requests currently waiting for an answer (abandoned pids excluded).
+        self.in_flight = 0
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def connected(self) -> bool:
+        """True while the socket is open and not closing."""
+        return self._connected and not self._closing
+
+    @property
+    def ready(self) -> bool:
+        """True when connected and authenticated: requests can be sent."""
+        return self._authenticated and self.connected
+
+    @property
+    def writing_paused(self) -> bool:
+        """True while the transport's write buffer is above its high-water mark."""
+        return self._writing_paused
+
+    @property
+    def reserved_pids(self) -> int:
+        """Pids in use: requests in flight plus abandoned ones awaiting a late answer."""
+        return len(self._requests)
+
+    # ------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Store the transport and disable Nagle's algorithm (small request frames)."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._connected = True
+        self._last_received = self._loop.time()
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail every request in flight, wake writers and report the loss once."""
+        self._connected = False
+        self._authenticated = False
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+            self._keepalive_handle = None
+        reason = self._close_reason or exc
+        requests, self._requests = self._requests, {}
+        self.in_flight = 0
+        for pid, req in requests.items():
+            req.handle.cancel()
+            fut = req.fut
+            if fut is not None and not fut.done():
+                fut.set_exception(self._lost_error(pid, reason))
+        self._fail_write_waiters(reason)
+        if not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+        if self._on_lost is not None:
+            callback, self._on_lost = self._on_lost, None
+            try:
+                callback(self, reason)
+            except Exception:  # a user callback must not break the event loop
+                log.exception("on_lost callback of %s failed", self.label)
+
+    def data_received(self, data: bytes) -> None:
+        """Decode frames and resolve the matching futures; framing errors close."""
+        self._last_received = self._loop.time()
+        try:
+            frames = self._decoder.feed(data)
+        except FrameError as exc:
+            self._fail(ProtocolError(f"{self.label}: {exc}"))
+            return
+        requests = self._requests
+        for pid, tp, payload in frames:
+            req = requests.pop(pid, None)
+            if req is None:
+                log.debug("%s: dropped answer for unknown pid %d", self.label, pid)
+                continue
+            req.handle.cancel()
+            fut = req.fut
+            if fut is None:
+                log.debug("%s: dropped late answer for abandoned pid %d", self.label, pid)
+                continue
+            self.in_flight -= 1
+            if fut.done():
+                continue
+            try:
+                answer = unpack(payload) if payload else None
+            except ProtocolError as exc:
+                fut.set_exception(exc)
+                continue
+            if tp in SUCCESS_TYPES:
+                fut.set_result(answer)
+            else:
+                fut.set_exception(exception_for(tp, answer))
+
+    def eof_received(self) -> bool:
+        """The server closed its side: close ours too (requests in flight fail)."""
+        return False
+
+    def pause_writing(self) -> None:
+        """The transport buffer is full: writers wait in :meth:`request`."""
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        """The transport buffer drained: wake waiting writers."""
+        self._writing_paused = False
+        waiters, self._write_waiters = self._write_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # ---------------------------------------------------------------- requests
+
+    async def request(
+        self,
+        tp: int,
+        payload: bytes | memoryview = b"",
+        *,
+        deadline: float | None = None,
+        timeout: float = 60.0,
+        framed: bool = False,
+    ) -> Any:
+        """Send one request and return the decoded answer.
+
+        ``deadline`` (``loop.time()`` based) wins over ``timeout``. Raises the mapped
+        server exception, :class:`~tsconnector.exceptions.TsTimeoutError`,
+        :class:`RequestNotSent` if nothing was written, or
+        :class:`~tsconnector.exceptions.TsConnectionError` if the connection was lost
+        after writing. Cancelling the caller keeps the connection usable. With
+        ``framed`` the first 8 bytes of the writable ``payload`` are reserved for the
+        header, so the frame goes out as one buffer without a copy.
+        """
+        if deadline is None:
+            deadline = self._loop.time() + timeout
+        if self._writing_paused:
+            await self._wait_writable(deadline)
+        fut, pid = self.send(tp, payload, deadline, framed=framed)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._abandon(pid, fut)
+            raise
+
+    def send(
+        self, tp: int, payload: bytes | memoryview, deadline: float, *, framed: bool = False
+    ) -> tuple[asyncio.Future[Any], int]:
+        """Write one frame now and return its future and pid (no waiting, no task).
+
+        The future fails with TsTimeoutError at ``deadline``; a caller that stops
+        waiting must call :meth:`abandon` so the pid stays reserved for the late answer.
+        """
+        transport = self._transport
+        if transport is None or not self.connected or transport.is_closing():
+            raise RequestNotSent(self._not_connected_message())
+        size = len(payload) - HEADER_SIZE if framed else len(payload)
+        if size > self._decoder.max_frame_size:
+            raise ValueError(
+                f"payload of {size} bytes exceeds the frame limit of "
+                f"{self._decoder.max_frame_size} bytes"
+            )
+        pid = self._allocate_pid()
+        loop = self._loop
+        fut: asyncio.Future[Any] = loop.create_future()
+        handle = loop.call_at(deadline, self._on_deadline, pid)
+        self._requests[pid] = _Request(fut, handle, tp)
+        self.in_flight += 1
+        if framed:
+            HEADER.pack_into(payload, 0, size, pid, tp, tp ^ 0xFF)
+            transport.write(payload)
+        elif size >= _ZERO_COPY_THRESHOLD:
+            transport.writelines((HEADER.pack(size, pid, tp, tp ^ 0xFF), payload))
+        else:
+            transport.write(HEADER.pack(size, pid, tp, tp ^ 0xFF) + payload)
+        return fut, pid
+
+    def abandon(self, pid: int, fut: asyncio.Future[Any]) -> None:
+        """Stop waiting for ``pid``; its late answer will be dropped (public alias)."""
+        self._abandon(pid, fut)
+
+    def _abandon(self, pid: int, fut: asyncio.Future[Any]) -> None:
+        req = self._requests.get(pid)
+        if req is None or req.fut is not fut:
+            return
+        req.handle.cancel()
+        self._tombstone(pid, req)
+
+    def _tombstone(self, pid: int, req: _Request) -> None:
+        """Keep ``pid`` reserved (so it is not reused) until its answer or a long TTL."""
+        req.fut = None
+        self.in_flight -= 1
+        req.handle = self._loop.call_later(self._tombstone_ttl, self._expire_tombstone, pid)
+
+    def _expire_tombstone(self, pid: int) -> None:
+        req = self._requests.get(pid)
+        if req is not None and req.fut is None:
+            del self._requests[pid]
+
+    def _on_deadline(self, pid: int) -> None:
+        req = self._requests.get(pid)
+        if req is None or req.fut is None:
+            return
+        fut = req.fut
+        self._tombstone(pid, req)
+        if not fut.done():
+            name = _type_name(req.tp)
+            fut.set_exception(
+                TsTimeoutError(f"{self.label}: request timed out on pid {pid} ({name})")
+            )
+
+    def _allocate_pid(self) -> int:
+        requests = self._requests
+        pid = self._next_pid
+        if pid in requests:
+            if len(requests) >= _PID_COUNT:
+                raise RequestNotSent(f"{self.label}: all 65536 package ids are in use")
+            while pid in requests:
+                pid = (pid + 1) & _PID_MASK
+        self._next_pid = (pid + 1) & _PID_MASK
+        return pid
+
+    async def _wait_writable(self, deadline: float) -> None:
+        """Wait (bounded by ``deadline``) until the transport accepts writes again."""
+        loop = self._loop
+        while self._writing_paused and self.connected:
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._write_waiters.append(waiter)
+            handle = loop.call_at(deadline, _expire_waiter, waiter)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+        if not self.connected:
+            raise RequestNotSent(self._not_connected_message())
+
+    def _fail_write_waiters(self, reason: BaseException | None) -> None:
+        waiters, self._write_waiters = self._write_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(RequestNotSent(self._not_connected_message(reason)))
+
+    # ------------------------------------------------------------ auth, ping
+
+    async def authenticate(self, username: str, password: str, dbname: str, timeout: float) -> None:
+        """Send AUTH ``[username, password, dbname]``; raise AuthenticationError on refusal."""
+        await self.request(RequestType.AUTH, pack([username, password, dbname]), timeout=timeout)
+        self._authenticated = True
+        self._schedule_keepalive()
+
+    async def ping(self, timeout: float = 10.0) -> None:
+        """Round-trip a PING package (answered with ACK)."""
+        await self.request(RequestType.PING, timeout=timeout)
+
+    def _schedule_keepalive(self) -> None:
+        interval = self._keepalive_interval
+        if interval is None or interval <= 0 or not self.connected:
+            return
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+        self._keepalive_handle = self._loop.call_at(
+            self._last_received + interval, self._keepalive_check
+        )
+
+    def _keepalive_check(self) -> None:
+        """Ping when nothing was received for a whole interval; otherwise re-arm."""
+        self._keepalive_handle = None
+        interval = self._keepalive_interval
+        if interval is None or not self.connected:
+            return
+        now = self._loop.time()
+        if self._ping_pending:
+            return
+        if now - self._last_received < interval:
+            self._schedule_keepalive()
+            return
+        try:
+            fut, _pid = self.send(RequestType.PING, b"", now + self._ping_timeout)
+        except RequestNotSent:
+            return
+        self._ping_pending = True
+        fut.add_done_callback(self._on_ping_done)
+
+    def _on_ping_done(self, fut: asyncio.Future[Any]) -> None:
+        self._ping_pending = False
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            self._schedule_keepalive()
+        elif isinstance(exc, TsTimeoutError):
+            log.warning("%s: keepalive ping unanswered; closing half-open connection", self.label)
+            self._fail(TsConnectionError(f"{self.label}: keepalive ping got no answer"))
+        elif self.connected:
+            # An error answer still proves the server is alive.
+            self._schedule_keepalive()
+
+    # ------------------------------------------------------------ closing
+
+    def close(self, reason: BaseException | None = None) -> None:
+        """Close gracefully (buffered writes are flushed); requests in flight fail."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self, reason: BaseException | None = None) -> None:
+        """Close at once, dropping buffered writes; requests in flight fail."""
+        if self._close_reason is None:
+            self._close_reason = reason
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the transport reported the connection lost."""
+        if self._transport is None:
+            return
+        await asyncio.shield(self._lost_waiter)
+
+    def _fail(self, reason: BaseException) -> None:
+        self.abort(reason)
+
+    def _lost_error(self, pid: int, reason: BaseException | None) -> TsConnectionError:
+        if isinstance(reason, ClientClosedError):
+            return ClientClosedError(f"{self.label}: client closed before pid {pid} was answered")
+        detail = f": {reason}" if reason else ""
+        err = TsConnectionError(
+            f"{self.label}: connection lost before an answer on pid {pid}{detail}"
+        )
+        err.__cause__ = reason
+        return err
+
+    def _not_connected_message(self, reason: BaseException | None = None) -> str:
+        reason = reason or self._close_reason
+        detail = f" ({reason})" if reason else ""
+        return f"{self.label or 'connection'}: not connected{detail}"
+
+
+def _expire_waiter(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TsTimeoutError("timed out waiting for the write buffer to drain"))
+
+
+def _type_name(tp: int) -> str:
+    try:
+        return RequestType(tp).name
+    except ValueError:
+        return str(tp)
+
+
+async def open_connection(
+    host: str,
+    port: int,
+    username: str,
+    password: str,
+    dbname: str,
+    *,
+    timeout: float = 10.0,
+    loop: asyncio.AbstractEventLoop | None = None,
+    **options: Any,
+) -> Connection:
+    """Connect and authenticate within ``timeout`` seconds; return the ready connection.
+
+    ``options`` go to :class:`Connection` (``keepalive_interval``, ``ping_timeout``,
+    ``max_frame_size``, ``on_lost``, ``label``). On failure the socket is closed and the
+    error raised: ``OSError``/``TsConnectionError``, ``TsTimeoutError`` or an
+    ``AuthenticationError``.
+    """
+    loop = loop or asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    options.setdefault("label", f"{host}:{port}")
+    conn = await _create(host, port, loop, deadline, options)
+    try:
+        await conn.authenticate(username, password, dbname, max(deadline - loop.time(), 0.0))
+    except BaseException:
+        conn.abort()
+        raise
+    return conn
+
+
+async def _create(
+    host: str, port: int, loop: asyncio.AbstractEventLoop, deadline: float, options: dict[str, Any]
+) -> Connection:
+    """Open the TCP connection before ``deadline`` (TsTimeoutError otherwise)."""
+    remaining = max(deadline - loop.time(), 0.0)
+    try:
+        _transport, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: Connection(loop=loop, **options), host, port),
+            remaining,
+        )
+    except asyncio.TimeoutError:
+        raise TsTimeoutError(f"connecting to {host}:{port} timed out") from None
+    return conn
+
+
+async def open_raw(
+    host: str,
+    port: int,
+    *,
+    timeout: float = 10.0,
+    loop: asyncio.AbstractEventLoop | None = None,
+    **options: Any,
+) -> Connection:
+    """Connect without authenticating (for PING and INFO); no keepalive."""
+    loop = loop or asyncio.get_running_loop()
+    options.setdefault("label", f"{host}:{port}")
+    options["keepalive_interval"] = None
+    return await _create(host, port, loop, loop.time() + timeout, options)

@@ -1,0 +1,392 @@
+"""HostPool: one connection per host, weighted choice, backup tier, inactive marking, reconnect.
+
+Hosts that are down reconnect in the background, each in its own task with exponential
+backoff and jitter; :meth:`HostPool.close` cancels all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .connection import Connection, open_connection
+from .events import EventHub, HostEvent, HostState, HostStats
+from .exceptions import ClientClosedError, PoolError
+
+__all__ = ["Host", "HostPool", "parse_hostlist"]
+
+log = logging.getLogger("tsconnector.pool")
+
+_OPTIONS = frozenset({"weight", "backup"})
+
+
+class Host:
+    """One server of the hostlist: its options, its connection, its state and counters."""
+
+    def __init__(self, host: str, port: int, weight: int = 1, backup: bool = False) -> None:
+        self.host = host
+        self.port = port
+        self.weight = weight
+        self.backup = backup
+        self.conn: Connection | None = None
+        self.state = HostState.DOWN
+        self.inactive_handle: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.requests = 0
+        self.failures = 0
+        self.reconnects = 0
+        self.last_latency: float | None = None
+        self.last_error: str | None = None
+        self.ever_connected = False
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connected(self) -> bool:
+        """True when the host has an authenticated, open connection."""
+        return self.conn is not None and self.conn.ready
+
+    def stats(self) -> HostStats:
+        """A snapshot of this host's counters."""
+        return HostStats(
+            host=self.host,
+            port=self.port,
+            weight=self.weight,
+            backup=self.backup,
+            state=self.state,
+            requests=self.requests,
+            failures=self.failures,
+            reconnects=self.reconnects,
+            last_latency=self.last_latency,
+            last_error=self.last_error,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Host {self.address} {self.state.value} weight={self.weight} backup={self.backup}>"
+
+
+def parse_hostlist(hostlist: Iterable[Sequence[Any]]) -> list[Host]:
+    """Validate ``[(host, port), (host, port, {"weight": 1..9, "backup": bool}), ...]``."""
+    hosts: list[Host] = []
+    for entry in hostlist:
+        if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
+            raise ValueError(
+                f"hostlist entry {entry!r} must be (host, port) or (host, port, options)"
+            )
+        host, port = entry[0], entry[1]
+        name = f"{host}:{port}"
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"host {name}: the host name must be a non-empty string")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"host {name}: the port must be an integer 1..65535")
+        options = entry[2] if len(entry) == 3 else {}
+        if not isinstance(options, dict):
+            raise ValueError(f"host {name}: options must be a dict, not {type(options).__name__}")
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise ValueError(
+                f"host {name}: unknown option(s) {', '.join(sorted(map(str, unknown)))}"
+            )
+        weight = options.get("weight", 1)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= 9:
+            raise ValueError(f"host {name}: weight must be an integer 1..9, got {weight!r}")
+        backup = options.get("backup", False)
+        if not isinstance(backup, bool):
+            raise ValueError(f"host {name}: backup must be True or False, got {backup!r}")
+        hosts.append(Host(host, port, weight, backup))
+    if not hosts:
+        raise ValueError("hostlist is empty")
+    return hosts
+
+
+class HostPool:
+    """The client's connections, one per host, kept alive in the background."""
+
+    def __init__(
+        self,
+        username: str,
+        password: str,
+        dbname: str,
+        hostlist: Iterable[Sequence[Any]] | list[Host],
+        *,
+        loop: asyncio.AbstractEventLoop,
+        connect_timeout: float = 10.0,
+        inactive_time: float = 30.0,
+        max_wait_retry: float = 90.0,
+        initial_retry_wait: float = 1.0,
+        keepalive_interval: float | None = 45.0,
+        ping_timeout: float = 10.0,
+        connection_options: dict[str, Any] | None = None,
+        events: EventHub | None = None,
+    ) -> None:
+        items = list(hostlist)
+        self.hosts = items if items and isinstance(items[0], Host) else parse_hostlist(items)
+        self._auth = (username, password, dbname)
+        self._loop = loop
+        self._connect_timeout = connect_timeout
+        self._inactive_time = inactive_time
+        self._max_wait_retry = max_wait_retry
+        self._initial_retry_wait = initial_retry_wait
+        self._conn_options: dict[str, Any] = dict(connection_options or {})
+        self._conn_options["keepalive_interval"] = keepalive_interval
+        self._conn_options["ping_timeout"] = ping_timeout
+        self.events = events or EventHub()
+        self._ready_waiters: list[asyncio.Future[bool]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
+        self._weighted = any(h.weight != 1 for h in self.hosts)
+
+    # ---------------------------------------------------------------- connect
+
+    async def connect(self, timeout: float | None = None) -> list[BaseException | None]:
+        """Connect every host that is not connected, in parallel.
+
+        Returns one entry per host in hostlist order: ``None`` or the exception. Hosts
+        that failed keep reconnecting in the background.
+        """
+        if self.closing:
+            raise ClientClosedError("the client is closed")
+        timeout = self._connect_timeout if timeout is None else timeout
+        pending: list[tuple[int, Host]] = []
+        for i, host in enumerate(self.hosts):
+            if host.conn is not None:
+                continue
+            if host.task is not None:
+                host.task.cancel()
+                host.task = None
+            pending.append((i, host))
+        results: list[BaseException | None] = [None] * len(self.hosts)
+        if not pending:
+            return results
+        tasks = [
+            self._spawn(self._connect_host(host, timeout), f"connect {host.address}")
+            for _, host in pending
+        ]
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for (i, host), outcome in zip(pending, outcomes):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, asyncio.CancelledError) and self.closing:
+                    outcome = ClientClosedError("the client was closed while connecting")
+                results[i] = outcome
+                self._start_reconnect(host)
+        return results
+
+    async def _connect_host(self, host: Host, timeout: float) -> None:
+        self._set_state(host, HostState.CONNECTING)
+        try:
+            conn = await open_connection(
+                host.host,
+                host.port,
+                *self._auth,
+                timeout=timeout,
+                loop=self._loop,
+                on_lost=functools.partial(self._on_lost, host),
+                label=host.address,
+                **self._conn_options,
+            )
+        except BaseException as exc:
+            host.last_error = f"{type(exc).__name__}: {exc}"
+            if host.state is HostState.CONNECTING:
+                self._set_state(host, HostState.DOWN, exc if isinstance(exc, Exception) else None)
+            raise
+        if self.closing:
+            conn.abort(ClientClosedError("the client is closed"))
+            raise ClientClosedError("the client was closed while connecting")
+        if host.ever_connected:
+            host.reconnects += 1
+        host.ever_connected = True
+        host.conn = conn
+        self._set_state(host, HostState.READY)
+
+    def _start_reconnect(self, host: Host) -> None:
+        if self.closing or host.task is not None or host.conn is not None:
+            return
+        host.task = self._spawn(self._reconnect_loop(host), f"reconnect {host.address}")
+
+    async def _reconnect_loop(self, host: Host) -> None:
+        """Retry ``host`` after 1 s, 2 s, 4 s... (capped, with jitter) until it is back."""
+        wait = self._initial_retry_wait
+        try:
+            while not self.closing:
+                # "equal jitter": between half and all of the wait, never above the cap
+                delay = min(wait, self._max_wait_retry) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(delay)
+                try:
+                    await self._connect_host(host, self._connect_timeout)
+                except Exception as exc:
+                    log.info(
+                        "reconnecting to %s failed: %s; next try in about %.1f s",
+                        host.address,
+                        exc,
+                        min(wait * 2, self._max_wait_retry),
+                    )
+                    wait = min(wait * 2, self._max_wait_retry)
+                else:
+                    return
+        finally:
+            if host.task is asyncio.current_task():
+                host.task = None
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = self._loop.create_task(coro, name=f"tsconnector: {name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _on_lost(self, host: Host, conn: Connection, exc: BaseException | None) -> None:
+        if host.conn is not conn:
+            return
+        host.conn = None
+        self._cancel_inactive(host)
+        if self.closing:
+            self._set_state(host, HostState.CLOSED)
+            return
+        host.last_error = f"connection lost: {exc}" if exc else "connection lost"
+        self._set_state(host, HostState.DOWN, exc if isinstance(exc, Exception) else None)
+        self._start_reconnect(host)
+
+    # ---------------------------------------------------------------- choice
+
+    def choose(self, try_unavailable: bool = False) -> Host:
+        """A ready host, random by weight, backups only when no other is ready.
+
+        With ``try_unavailable`` a connected host skipped as inactive is accepted when
+        nothing else is ready. Raises PoolError when no host qualifies.
+        """
+        ready = [h for h in self.hosts if h.state is HostState.READY and h.connected]
+        if ready:
+            primary = [h for h in ready if not h.backup]
+            return self._pick(primary or ready)
+        if try_unavailable:
+            connected = [h for h in self.hosts if h.connected]
+            if connected:
+                return self._pick(connected)
+        if self.closing:
+            raise ClientClosedError("the client is closed")
+        raise PoolError("No available connections found")
+
+    def _pick(self, hosts: list[Host]) -> Host:
+        if len(hosts) == 1:
+            return hosts[0]
+        if self._weighted:
+            return random.choices(hosts, weights=[h.weight for h in hosts])[0]
+        return random.choice(hosts)
+
+    @property
+    def any_ready(self) -> bool:
+        """True when at least one host is ready."""
+        return any(h.state is HostState.READY and h.connected for h in self.hosts)
+
+    @property
+    def any_connected(self) -> bool:
+        """True when at least one host has an authenticated connection."""
+        return any(h.connected for h in self.hosts)
+
+    async def wait_ready(self, deadline: float) -> bool:
+        """Wait until some host is ready (True) or ``deadline`` passes / the pool closes."""
+        if self.any_ready:
+            return True
+        if self.closing:
+            return False
+        loop = self._loop
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._ready_waiters.append(waiter)
+        handle = loop.call_at(deadline, _resolve, waiter, False)
+        try:
+            return await waiter
+        finally:
+            handle.cancel()
+            if waiter in self._ready_waiters:
+                self._ready_waiters.remove(waiter)
+
+    def _wake_waiters(self, value: bool) -> None:
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            _resolve(waiter, value)
+
+    # ------------------------------------------------------------ accounting
+
+    def mark_failed(self, host: Host, exc: BaseException | None = None) -> None:
+        """Skip ``host`` for ``inactive_time`` seconds (after ServerError or a failure)."""
+        host.failures += 1
+        if exc is not None:
+            host.last_error = f"{type(exc).__name__}: {exc}"
+        if host.state is not HostState.READY or self._inactive_time <= 0:
+            return
+        self._set_state(host, HostState.INACTIVE, exc if isinstance(exc, Exception) else None)
+        host.inactive_handle = self._loop.call_later(self._inactive_time, self._reactivate, host)
+
+    def record_failure(self, host: Host, exc: BaseException) -> None:
+        """Count a failed request that does not make the host inactive."""
+        host.failures += 1
+        host.last_error = f"{type(exc).__name__}: {exc}"
+
+    def _reactivate(self, host: Host) -> None:
+        host.inactive_handle = None
+        if host.state is HostState.INACTIVE and host.connected:
+            self._set_state(host, HostState.READY)
+
+    def _cancel_inactive(self, host: Host) -> None:
+        if host.inactive_handle is not None:
+            host.inactive_handle.cancel()
+            host.inactive_handle = None
+
+    def _set_state(self, host: Host, new: HostState, error: Exception | None = None) -> None:
+        old = host.state
+        if old is new:
+            return
+        host.state = new
+        self.events.emit(HostEvent(host.host, host.port, old, new, self._loop.time(), error))
+        if new is HostState.READY:
+            self._wake_waiters(True)
+
+    def stats(self) -> list[HostStats]:
+        """Per-host counters, in hostlist order."""
+        return [h.stats() for h in self.hosts]
+
+    # ---------------------------------------------------------------- closing
+
+    def stop_reconnecting(self) -> None:
+        """Stop every background task; existing connections stay open."""
+        self.closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for host in self.hosts:
+            self._cancel_inactive(host)
+            if host.conn is None:
+                self._set_state(host, HostState.CLOSED)
+        self._wake_waiters(False)
+
+    def close(self, reason: BaseException | None = None) -> None:
+        """Stop all background work and abort every connection (requests in flight fail)."""
+        self.stop_reconnecting()
+        reason = reason or ClientClosedError("the client is closed")
+        for host in self.hosts:
+            conn = host.conn
+            if conn is not None:
+                try:
+                    conn.abort(reason)
+                except RuntimeError:  # the event loop is already closed
+                    host.conn = None
+            self._set_state(host, HostState.CLOSED)
+
+    async def wait_closed(self) -> None:
+        """Wait until every background task ended and every connection is gone."""
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for host in self.hosts:
+            if host.conn is not None:
+                await host.conn.wait_closed()
+
+
+def _resolve(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)

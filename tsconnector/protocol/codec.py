@@ -1,0 +1,52 @@
+"""Payload encoding: qpack on the wire (C extension), with strict decoding helpers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import qpack
+
+from ..exceptions import ProtocolError
+
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+
+def pack(obj: Any) -> bytes:
+    """qpack-encode ``obj``; integers outside int64 raise ``OverflowError``."""
+    try:
+        return qpack.packb(obj)
+    except SystemError as exc:  # the C extension reports overflow this way
+        _raise_overflow(obj)
+        raise TypeError(f"cannot encode payload: {exc}") from None
+    except OverflowError:
+        raise
+    except ValueError as exc:
+        raise TypeError(f"cannot encode payload: {exc}") from None
+
+
+def unpack(data: bytes) -> Any:
+    """Decode a qpack payload, strings as ``str``; malformed data raises ProtocolError."""
+    if not data:
+        return None
+    try:
+        return qpack.unpackb(data, decode="utf-8")
+    except Exception as exc:  # qpack raises ValueError/UnicodeDecodeError/SystemError
+        raise ProtocolError(f"cannot decode payload: {exc}") from None
+
+
+def _raise_overflow(obj: Any) -> None:
+    """Find the out-of-range integer in ``obj`` and raise a clear OverflowError."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                raise OverflowError(f"integer {item} does not fit in a signed 64-bit integer")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)

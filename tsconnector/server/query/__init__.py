@@ -1,0 +1,42 @@
+"""The embedded server's query language: parse a SiriDB query and evaluate it.
+
+The network layer builds one :class:`Session` per authenticated connection and calls
+:func:`execute` for every query package; the answer is ``(package type, payload)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tsconnector.server.model import Database
+
+
+def _one() -> int:
+    return 1
+
+
+@dataclass
+class Session:
+    """Per-connection context of a query: database, user and server facts."""
+
+    db: Database
+    user: str
+    server_name: str = "127.0.0.1:9010"
+    version: str = "2.0.55"
+    started_at: float = field(default_factory=time.time)
+    active_handles: Callable[[], int] = _one
+    now: Callable[[], float] = time.time
+
+
+def execute(session: Session, query: str, time_precision: int | None) -> tuple[int, Any]:
+    """Run one query; returns ``(AnswerType, payload)``. Never raises for bad input."""
+    from tsconnector.server.query.evaluator import run
+
+    return run(session, query, time_precision)
+
+
+__all__ = ["Session", "execute"]

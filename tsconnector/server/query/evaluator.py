@@ -1,0 +1,144 @@
+"""Run one query: size check, parse, access check, evaluation, and the answer package."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from tsconnector.protocol.constants import UNITS_PER_SECOND, AnswerType
+from tsconnector.server.query import admin, listing
+from tsconnector.server.query import syntax as s
+from tsconnector.server.query.builder import build
+from tsconnector.server.query.errors import AccessDenied, QueryFailure
+from tsconnector.server.query.grammar import ParseFailure
+from tsconnector.server.query.helptext import help_text
+from tsconnector.server.query.select import convert_ts, run_select
+from tsconnector.server.query.timeexpr import TimeContext, evaluate
+
+if TYPE_CHECKING:
+    from tsconnector.server.query import Session
+
+#: Longest query (in UTF-8 bytes) the server accepts.
+MAX_QUERY_BYTES = 65535
+
+_LOG = logging.getLogger("tsconnector.server.query")
+
+#: The access right each statement needs (statements not listed need none).
+_REQUIRED_ACCESS: dict[type, str] = {
+    s.Select: "select",
+    s.ListStmt: "list",
+    s.CountStmt: "count",
+    s.Show: "show",
+    s.CreateGroup: "create",
+    s.CreateUser: "create",
+    s.AlterDatabase: "alter",
+    s.AlterGroup: "alter",
+    s.AlterTag: "alter",
+    s.AlterUser: "alter",
+    s.AlterSeries: "alter",
+    s.AlterServer: "alter",
+    s.DropGroup: "drop",
+    s.DropTag: "drop",
+    s.DropSeries: "drop",
+    s.DropShards: "drop",
+    s.DropServer: "drop",
+    s.DropUser: "drop",
+    s.Grant: "grant",
+    s.Revoke: "revoke",
+}
+
+
+def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, Any]:
+    """Evaluate ``query`` for ``session``; always returns an answer, never raises."""
+    try:
+        if not isinstance(query, str):
+            raise QueryFailure("Expecting the query to be a string.")
+        if len(query.encode("utf-8", "surrogatepass")) > MAX_QUERY_BYTES:
+            raise QueryFailure("Query too long.")
+        parsed = build(query)
+        db = session.db
+        now = int(session.now() * UNITS_PER_SECOND[db.precision])
+        ctx = TimeContext(db.precision, db.timezone, now)
+        started = time.perf_counter()
+        _check_access(session, parsed.statement)
+        answer = _dispatch(parsed.statement, session, ctx, time_precision)
+        if parsed.timeit:
+            answer["__timeit__"] = [
+                {"server": session.server_name, "time": time.perf_counter() - started}]
+        return AnswerType.RES_QUERY, answer
+    except ParseFailure as exc:
+        return AnswerType.ERR_QUERY, {"error_msg": str(exc)}
+    except QueryFailure as exc:
+        return exc.answer_type, exc.payload()
+    except Exception:
+        _LOG.exception("query failed: %.200r", query)
+        return AnswerType.ERR_QUERY, {"error_msg": "Internal error while processing the query."}
+
+
+def _check_access(session: Session, statement: s.Statement) -> None:
+    from tsconnector.server.model import ACCESS_BITS
+
+    needed = _REQUIRED_ACCESS.get(type(statement))
+    if needed is None:
+        return
+    user = session.db.users.get(session.user)
+    if user is None or not user.access & ACCESS_BITS[needed]:
+        raise AccessDenied(session.user, needed)
+
+
+def _dispatch(
+    st: s.Statement, session: Session, ctx: TimeContext, precision: int | None
+) -> dict[str, Any]:
+    db = session.db
+    if isinstance(st, s.Select):
+        return run_select(st, db, ctx, precision)
+    if isinstance(st, s.Calc):
+        value = ctx.now if st.expr is None else evaluate(st.expr, ctx)
+        return {"calc": convert_ts(value, db.precision, precision)}
+    if isinstance(st, s.ListStmt):
+        return listing.run_list(st, session, ctx)
+    if isinstance(st, s.CountStmt):
+        return listing.run_count(st, session, ctx)
+    if isinstance(st, s.Show):
+        return listing.run_show(st, session)
+    if isinstance(st, s.Help):
+        return {"help": help_text(st.topic)}
+    return _dispatch_admin(st, session, ctx)
+
+
+def _dispatch_admin(st: s.Statement, session: Session, ctx: TimeContext) -> dict[str, Any]:
+    db = session.db
+    if isinstance(st, s.CreateGroup):
+        return admin.create_group(st, db)
+    if isinstance(st, s.CreateUser):
+        return admin.create_user(st, db)
+    if isinstance(st, s.AlterDatabase):
+        return admin.alter_database(st, db, ctx)
+    if isinstance(st, s.AlterGroup):
+        return admin.alter_group(st, db)
+    if isinstance(st, s.AlterTag):
+        return admin.alter_tag(st, db)
+    if isinstance(st, s.AlterUser):
+        return admin.alter_user(st, db)
+    if isinstance(st, s.AlterSeries):
+        return admin.alter_series(st, db, ctx)
+    if isinstance(st, s.AlterServer):
+        return admin.alter_server(st, session, ctx)
+    if isinstance(st, s.DropGroup):
+        return admin.drop_group(st, db)
+    if isinstance(st, s.DropTag):
+        return admin.drop_tag(st, db)
+    if isinstance(st, s.DropSeries):
+        return admin.drop_series(st, db, ctx)
+    if isinstance(st, s.DropShards):
+        return admin.drop_shards(st, session, ctx)
+    if isinstance(st, s.DropServer):
+        return admin.drop_server(st, session)
+    if isinstance(st, s.DropUser):
+        return admin.drop_user(st, db)
+    if isinstance(st, s.Grant):
+        return admin.grant(st, db)
+    if isinstance(st, s.Revoke):
+        return admin.revoke(st, db)
+    raise QueryFailure("Unsupported statement.")

@@ -1,0 +1,190 @@
+"""Evaluate ``select``: read points, run function chains, merge, apply the points limit."""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from tsconnector.server.model import Database, Series
+from tsconnector.server.query import syntax as s
+from tsconnector.server.query.errors import QueryFailure
+from tsconnector.server.query.functions import (
+    FunctionCall,
+    FunctionError,
+    apply_function,
+    compile_filter_regex,
+    fast_first_string,
+    fast_last_string,
+    merge_series,
+)
+from tsconnector.server.query.selection import select_series
+from tsconnector.server.query.timeexpr import TimeContext, evaluate, evaluate_time
+
+MULTIPLE_METHODS = (
+    "When using multiple select methods, add a prefix and/or suffix to the selection "
+    "to make them unique."
+)
+POINTS_LIMIT = (
+    "Query has reached the maximum number of selected points ({}). Please use another "
+    "time window, an aggregation function or select less series to reduce the number "
+    "of points."
+)
+
+Points = tuple[list[int], list[Any], str]
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("f", struct.pack("f", value))[0])
+
+
+def convert_ts(ts: int, db_precision: int, precision: int | None) -> int:
+    """A timestamp in another precision, with the real server's floating-point rounding.
+
+    Scaling up multiplies in double precision; scaling down divides in single precision.
+    """
+    if precision is None or precision == db_precision:
+        return ts
+    if precision > db_precision:
+        return int(ts * float(10 ** (3 * (precision - db_precision))))
+    return int(_float32(_float32(float(ts)) / float(10 ** (3 * (db_precision - precision)))))
+
+
+def build_calls(specs: Sequence[s.FuncSpec], ctx: TimeContext) -> list[FunctionCall]:
+    """Turn a ``=>`` chain into function calls; ``offset(x)`` shifts the previous window."""
+    calls: list[FunctionCall] = []
+    for spec in specs:
+        args = [evaluate(a, ctx) for a in spec.args]
+        if spec.name == "offset":
+            if calls and calls[-1].window is not None:
+                calls[-1] = dataclasses.replace(calls[-1], offset=args[0])
+            continue
+        if spec.name == "limit":
+            call = FunctionCall("limit", limit=evaluate(spec.limit, ctx) if spec.limit else None,
+                                inner=spec.inner)
+        elif spec.name == "filter":
+            operand = spec.operand
+            if isinstance(operand, s.MatchRegex):
+                operand = compile_filter_regex(operand.text)
+            call = FunctionCall("filter", operator=spec.operator, operand=operand)
+        elif spec.name == "derivative":
+            call = FunctionCall(
+                "derivative",
+                interval=args[0] if args else None,
+                window=args[1] if len(args) > 1 else None,
+            )
+        else:
+            call = FunctionCall(spec.name, window=args[0] if args else None)
+        calls.append(call)
+    return calls
+
+
+def run_chain(calls: Sequence[FunctionCall], points: Points) -> Points:
+    ts, values, tp = points
+    try:
+        for call in calls:
+            ts, values, tp = apply_function(call, ts, values, tp)
+    except FunctionError as exc:
+        raise QueryFailure(str(exc)) from exc
+    return ts, values, tp
+
+
+def _string_chunk_answer(
+    series: Series, calls: Sequence[FunctionCall]
+) -> tuple[Points, list[FunctionCall]] | None:
+    """``first()`` / ``last()`` over a whole string series read one stored chunk.
+
+    The real server then reads only the chunk holding the first (last) point, with a
+    reading quirk for chunks of five or more strings; the rest of the chain runs after.
+    """
+    if not calls or calls[0].name not in ("first", "last") or calls[0].window is not None:
+        return None
+    chunks = series.log_chunks
+    if series.tp != "string" or not chunks or sum(chunks) != len(series.ts):
+        return None
+    if calls[0].name == "first":
+        size = chunks[0]
+        t, v = fast_first_string(series.ts[:size], series.values[:size], series.ts[0])
+    else:
+        size = chunks[-1]
+        t, v = fast_last_string(series.ts[-size:], series.values[-size:], series.ts[-1])
+    return ([t], [v], "string"), list(calls[1:])
+
+
+def _validate(calls: Sequence[FunctionCall]) -> None:
+    """Run the argument checks the server does before reading any point."""
+    for call in calls:
+        try:
+            apply_function(call, [], [], "integer")
+        except FunctionError as exc:
+            raise QueryFailure(str(exc)) from exc
+
+
+def run_select(
+    stmt: s.Select, db: Database, ctx: TimeContext, precision: int | None
+) -> dict[str, list[list[Any]]]:
+    """The answer of a select statement, keyed by (prefixed) series name."""
+    aggregates = stmt.aggregates
+    if len(aggregates) > 1:
+        keys = [(a.prefix, a.suffix) for a in aggregates]
+        if len(set(keys)) != len(keys):
+            raise QueryFailure(MULTIPLE_METHODS)
+    chains = [build_calls(a.functions, ctx) for a in aggregates]
+    merge_calls = None
+    if stmt.merge is not None and stmt.merge.using is not None:
+        merge_calls = build_calls(stmt.merge.using, ctx)
+    for chain in [*chains, *([merge_calls] if merge_calls else [])]:
+        _validate(chain)
+
+    start = evaluate_time(stmt.after, ctx) if stmt.after is not None else None
+    end = evaluate_time(stmt.before, ctx) if stmt.before is not None else None
+    if start is not None and end is not None and start > end:
+        raise QueryFailure(f"Start time ({start}) should not be greater than end time ({end})")
+    head = evaluate(stmt.head, ctx) if stmt.head is not None else None
+    tail = evaluate(stmt.tail, ctx) if stmt.tail is not None else None
+
+    series_list = sorted(
+        select_series(db, stmt.match, stmt.where, ctx), key=lambda x: x.name.encode())
+    limit = db.select_points_limit
+    selected = 0
+    results: dict[str, Points] = {}
+    merge_parts: list[Points] = []
+    for series in series_list:
+        if selected > limit:
+            raise QueryFailure(POINTS_LIMIT.format(limit))
+        ts, values = series.slice(start, end)
+        if head is not None:
+            ts, values = ts[:max(head, 0)], values[:max(head, 0)]
+        if tail is not None:
+            cut = max(len(ts) - max(tail, 0), 0)
+            ts, values = ts[cut:], values[cut:]
+        selected += len(ts)
+        db.selected_points += len(ts)
+        whole = start is None and end is None and head is None and tail is None
+        for aggregate, chain in zip(aggregates, chains):
+            quirk = _string_chunk_answer(series, chain) if whole else None
+            if quirk is not None:
+                out = run_chain(quirk[1], quirk[0])
+            else:
+                out = run_chain(chain, (list(ts), list(values), series.tp))
+            if stmt.merge is not None:
+                merge_parts.append(out)
+            else:
+                results[aggregate.prefix + series.name + aggregate.suffix] = out
+
+    if stmt.merge is not None:
+        try:
+            merged: Points = merge_series(merge_parts)
+        except FunctionError as exc:
+            raise QueryFailure(str(exc)) from exc
+        if merge_calls is not None:
+            merged = run_chain(merge_calls, merged)
+        results = {stmt.merge.name: merged} if series_list else {}
+
+    answer: dict[str, list[list[Any]]] = {}
+    for name in sorted(results, key=str.encode):
+        ts, values, _ = results[name]
+        answer[name] = [
+            [convert_ts(t, db.precision, precision), v] for t, v in zip(ts, values)]
+    return answer

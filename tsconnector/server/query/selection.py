@@ -1,0 +1,185 @@
+"""Series matching (names, regexes, groups, tags, set operators) and ``where`` filters."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tsconnector.server.model import Database, Series
+from tsconnector.server.query import syntax as s
+from tsconnector.server.query.errors import QueryFailure
+from tsconnector.server.query.timeexpr import TimeContext, evaluate
+
+#: Python ``re`` messages and the PCRE wording the real server reports for them.
+_PCRE_MESSAGES = (
+    ("unterminated character set", "missing terminating ] for character class"),
+    ("missing ), unterminated subpattern", "missing closing parenthesis"),
+    ("unbalanced parenthesis", "unmatched closing parenthesis"),
+    ("nothing to repeat", "quantifier does not follow a repeatable item"),
+    ("multiple repeat", "quantifier does not follow a repeatable item"),
+    ("bad escape (end of pattern)", "\\ at end of pattern"),
+)
+
+#: Numeric points stay in the server's in-memory buffer (and in no shard) until a
+#: series holds this many (an 8 KiB buffer of 16-byte points).
+BUFFER_POINTS = 512
+
+_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+
+
+def to_python_regex(source: str) -> str:
+    """Rewrite a PCRE pattern (as written between slashes) into Python ``re`` syntax."""
+    out = source.replace("\\/", "/")
+    out = _NAMED_GROUP.sub("(?P<", out)
+    return out.replace("\\z", "\\Z")
+
+
+def compile_regex(regex: s.MatchRegex) -> re.Pattern[str]:
+    """Compile a query regex, anchored at both ends like the real server does."""
+    flags = re.IGNORECASE if regex.ignore_case else 0
+    source = to_python_regex(regex.source)
+    try:
+        re.compile(source, flags)
+        return re.compile("^(?:" + source + r")\Z", flags)
+    except re.error as exc:
+        message = exc.msg
+        for python_msg, pcre_msg in _PCRE_MESSAGES:
+            if message.startswith(python_msg):
+                message = pcre_msg
+                break
+        raise QueryFailure(
+            f"Cannot compile regular expression '^{regex.source}$': {message}") from exc
+
+
+def group_source(regex: s.MatchRegex) -> tuple[str, int]:
+    """Source and flags to store for a group (compiled once here to report errors)."""
+    compile_regex(regex)
+    return to_python_regex(regex.source), re.IGNORECASE if regex.ignore_case else 0
+
+
+# -- matching ------------------------------------------------------------------------------
+
+def _names(match: s.Match, db: Database) -> set[str]:
+    if isinstance(match, s.MatchAll):
+        return set(db.series)
+    if isinstance(match, s.MatchName):
+        return {match.name} if match.name in db.series else set()
+    if isinstance(match, s.MatchRegex):
+        pattern = compile_regex(match)
+        return {name for name in db.series if pattern.match(name)}
+    if isinstance(match, s.MatchGroupOrTag):
+        if match.name in db.groups:
+            return {series.name for series in db.group_members(match.name)}
+        if match.name in db.tags:
+            return set(db.tags[match.name].series) & set(db.series)
+        raise QueryFailure(f"Cannot find group or tag '{match.name}'")
+    left = _names(match.left, db)
+    right = _names(match.right, db)
+    if match.op == "|":
+        return left | right
+    if match.op == "-":
+        return left - right
+    if match.op == "&":
+        return left & right
+    return left ^ right
+
+
+def series_row(series: Series, db: Database) -> dict[str, Any]:
+    """The properties of a series that ``where`` and ``list series`` can use."""
+    duration = 0
+    if series.tp == "string":
+        duration = db.duration_log
+    elif series.length >= BUFFER_POINTS:
+        duration = db.duration_num
+    return {
+        "name": series.name,
+        "type": series.tp,
+        "length": series.length,
+        "start": series.start,
+        "end": series.end,
+        "pool": 0,
+        "shard_duration": duration,
+    }
+
+
+def select_series(
+    db: Database,
+    match: s.Match | None,
+    where: s.Where | None,
+    ctx: TimeContext,
+) -> list[Series]:
+    """Series matching ``match`` and ``where``, in the server's list order."""
+    ordered = db.ordered_series()
+    if match is not None and not isinstance(match, s.MatchAll):
+        wanted = _names(match, db)
+        ordered = [series for series in ordered if series.name in wanted]
+    if where is not None:
+        ordered = [x for x in ordered if matches(where, series_row(x, db), ctx)]
+    return ordered
+
+
+# -- where ---------------------------------------------------------------------------------
+
+def _as_bytes(value: Any) -> Any:
+    return value.encode() if isinstance(value, str) else value
+
+
+def compare(left: Any, op: str, right: Any) -> bool:
+    """Apply a where operator; ``~`` / ``!~`` test whether ``right`` occurs in ``left``."""
+    if op == "~":
+        return str(right) in str(left)
+    if op == "!~":
+        return str(right) not in str(left)
+    if left is None:
+        return op == "!="
+    a, b = _as_bytes(left), _as_bytes(right)
+    if op == "==":
+        return bool(a == b)
+    if op == "!=":
+        return bool(a != b)
+    try:
+        if op == "<":
+            return bool(a < b)
+        if op == ">":
+            return bool(a > b)
+        if op == "<=":
+            return bool(a <= b)
+        return bool(a >= b)
+    except TypeError:
+        return False
+
+
+ValueResolver = Callable[[str, Any], Any]
+
+
+def matches(
+    where: s.Where,
+    row: Mapping[str, Any],
+    ctx: TimeContext,
+    resolve: ValueResolver | None = None,
+) -> bool:
+    """Whether ``row`` satisfies ``where``; ``resolve`` may translate keyword operands."""
+    if isinstance(where, s.BoolOp):
+        if where.op == "and":
+            return matches(where.left, row, ctx, resolve) and matches(
+                where.right, row, ctx, resolve)
+        return matches(where.left, row, ctx, resolve) or matches(
+            where.right, row, ctx, resolve)
+    value = where.value
+    if isinstance(value, s.Expr):
+        value = evaluate(value, ctx)
+    elif resolve is not None:
+        value = resolve(where.prop, value)
+    return compare(row.get(where.prop), where.op, value)
+
+
+def filter_rows(
+    rows: Iterable[Mapping[str, Any]],
+    where: s.Where | None,
+    ctx: TimeContext,
+    resolve: ValueResolver | None = None,
+) -> list[Mapping[str, Any]]:
+    if where is None:
+        return list(rows)
+    return [row for row in rows if matches(where, row, ctx, resolve)]

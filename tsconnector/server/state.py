@@ -1,0 +1,70 @@
+"""What every connection of one embedded server shares: databases, stores, accounts."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import MAX_FRAME_SIZE
+from .model import Database
+from .service import ServiceAccounts
+
+if TYPE_CHECKING:
+    from .handler import ClientProtocol
+    from .storage import Store
+
+#: The SiriDB version the embedded server reports.
+VERSION = "2.0.55"
+
+
+def _default_execute() -> Callable[[Any, str, int | None], tuple[int, Any]]:
+    from .query import execute
+
+    return execute
+
+
+@dataclass
+class ServerState:
+    """Shared server state; handlers read it, the app owns it."""
+
+    host_name: str = "127.0.0.1"
+    server_port: int = 9010
+    max_frame_size: int = MAX_FRAME_SIZE
+    version: str = VERSION
+    databases: dict[str, Database] = field(default_factory=dict)
+    stores: dict[str, Store] = field(default_factory=dict)
+    accounts: ServiceAccounts = field(default_factory=ServiceAccounts)
+    connections: set[ClientProtocol] = field(default_factory=set)
+    started_at: float = field(default_factory=time.time)
+    salt: str = field(default_factory=lambda: secrets.token_hex(4))
+    execute: Callable[[Any, str, int | None], tuple[int, Any]] = field(
+        default_factory=_default_execute
+    )
+
+    @property
+    def server_name(self) -> str:
+        """``host:port`` as SiriDB names its server (the back-end port, 9010)."""
+        return f"{self.host_name}:{self.server_port}"
+
+    def database_names(self) -> list[str]:
+        return list(self.databases)
+
+    def active_handles(self) -> int:
+        """Open handles as ``show active_handles`` reports: clients plus the listener."""
+        return len(self.connections) + 1
+
+    def new_session(self, db: Database, user: str) -> Any:
+        """A query session for an authenticated connection."""
+        from .query import Session
+
+        return Session(
+            db=db,
+            user=user,
+            server_name=self.server_name,
+            version=self.version,
+            started_at=self.started_at,
+            active_handles=self.active_handles,
+        )

@@ -1,0 +1,94 @@
+"""Answer payloads packed the way SiriDB packs them, so replies match it byte for byte.
+
+SiriDB writes its answers incrementally: the top-level map is opened and never closed,
+arrays are open arrays closed with ``0xfe``, a point is a fixed two-item array, and small
+maps inside arrays are fixed maps. Plain qpack (``qpack.packb``) is used for scalars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import qpack
+
+OPEN_MAP = b"\xfd"
+CLOSE_MAP = b"\xff"
+OPEN_ARRAY = b"\xfc"
+CLOSE_ARRAY = b"\xfe"
+ARRAY2 = b"\xef"
+_FIXED_MAP_BASE = 0xF3
+_SCALARS = (str, int, float, bool, bytes, type(None))
+_TIMEIT_KEY = "__timeit__"
+
+
+def error_payload(message: str) -> bytes:
+    """``{"error_msg": message}`` as SiriDB sends it."""
+    return OPEN_MAP + b"\x89error_msg" + qpack.packb(message)
+
+
+def success_payload(message: str) -> bytes:
+    """``{"success_msg": message}`` as SiriDB sends it."""
+    return OPEN_MAP + b"\x8bsuccess_msg" + qpack.packb(message)
+
+
+def pack_answer(obj: Any) -> bytes:
+    """Pack a query answer (usually a dict) in SiriDB's layout."""
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj)
+    if not isinstance(obj, Mapping):
+        return qpack.packb(obj)
+    columns = obj.get("columns")
+    rows = isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+    parts = [OPEN_MAP]
+    for key, value in obj.items():
+        parts.append(qpack.packb(key))
+        if key == _TIMEIT_KEY and isinstance(value, list):
+            # SiriDB appends the timing list last and never closes it.
+            parts.append(OPEN_ARRAY)
+            parts.extend(_pack_value(item, rows) for item in value)
+        else:
+            parts.append(_pack_value(value, rows))
+    return b"".join(parts)
+
+
+def _is_point(item: Any) -> bool:
+    return (
+        isinstance(item, (list, tuple))
+        and len(item) == 2
+        and isinstance(item[0], int)
+        and isinstance(item[1], _SCALARS)
+    )
+
+
+def _pack_value(value: Any, rows: bool) -> bytes:
+    if isinstance(value, _SCALARS):
+        return qpack.packb(value)
+    if isinstance(value, Mapping):
+        n = len(value)
+        head = bytes([_FIXED_MAP_BASE + n]) if n <= 5 else OPEN_MAP
+        body = b"".join(qpack.packb(k) + _pack_value(v, rows) for k, v in value.items())
+        return head + body + (b"" if n <= 5 else CLOSE_MAP)
+    if isinstance(value, Sequence):
+        if not rows and value and all(map(_is_point, value)):
+            return _pack_points(value)
+        return (
+            OPEN_ARRAY
+            + b"".join(_pack_item(item, rows) for item in value)
+            + CLOSE_ARRAY
+        )
+    return qpack.packb(value)
+
+
+def _pack_item(item: Any, rows: bool) -> bytes:
+    if not rows and _is_point(item):
+        return ARRAY2 + qpack.packb(item[0]) + qpack.packb(item[1])
+    return _pack_value(item, rows)
+
+
+def _pack_points(points: Sequence[Any]) -> bytes:
+    """A list of ``[ts, value]`` points: one C call, header fixed to an open array."""
+    packed = qpack.packb(points if isinstance(points, list) else list(points))
+    if len(points) >= 6:
+        return packed  # qpack already wrote 0xfc ... 0xfe
+    return OPEN_ARRAY + packed[1:] + CLOSE_ARRAY

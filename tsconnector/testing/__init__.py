@@ -1,0 +1,12 @@
+"""Test helpers for code that uses tsconnector: a fault-injecting proxy and pytest fixtures.
+
+The pytest plugin (``tsconnector.testing.plugin``) is registered through the ``pytest11``
+entry point, so installed users get the ``embedded_server``, ``tsclient`` and
+``fault_proxy`` fixtures without any import.
+"""
+
+from __future__ import annotations
+
+from .proxy import FaultProxy
+
+__all__ = ["FaultProxy"]
