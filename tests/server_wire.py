@@ -17,7 +17,7 @@ class RawClient:
         self.reader = reader
         self.writer = writer
         self.decoder = FrameDecoder()
-        self.frames: asyncio.Queue[Frame] = asyncio.Queue()
+        self.frames: asyncio.Queue[Frame | None] = asyncio.Queue()  # None: EOF
         self.eof = asyncio.Event()
         self.raw = bytearray()
         self._task = asyncio.get_running_loop().create_task(self._read())
@@ -41,6 +41,7 @@ class RawClient:
             pass
         finally:
             self.eof.set()
+            self.frames.put_nowait(None)
 
     def next_pid(self) -> int:
         self._pid = (self._pid + 1) % 65536
@@ -52,15 +53,17 @@ class RawClient:
     def send(self, tp: int, payload: Any = None, pid: int | None = None, *,
              raw: bool = False) -> int:
         pid = self.next_pid() if pid is None else pid
-        if raw:
-            body = payload or b""
-        else:
-            body = b"" if payload is None else qpack.packb(payload)
+        body = (payload or b"") if raw else (b"" if payload is None else qpack.packb(payload))
         self.writer.write(encode_frame(pid, tp, body))
         return pid
 
     async def recv(self, timeout: float = 5.0) -> Frame:
-        return await asyncio.wait_for(self.frames.get(), timeout)
+        """The next answer; ``ConnectionError`` once the server closed the connection."""
+        frame = await asyncio.wait_for(self.frames.get(), timeout)
+        if frame is None:
+            self.frames.put_nowait(None)
+            raise ConnectionError("connection closed by the server")
+        return frame
 
     async def request(self, tp: int, payload: Any = None, *, raw: bool = False,
                       timeout: float = 10.0) -> tuple[int, Any]:
@@ -89,9 +92,11 @@ class RawClient:
     async def silent(self, window: float = 0.3) -> bool:
         """True when nothing arrives within ``window`` seconds."""
         try:
-            await asyncio.wait_for(self.frames.get(), window)
+            frame = await asyncio.wait_for(self.frames.get(), window)
         except asyncio.TimeoutError:
             return True
+        if frame is None:
+            self.frames.put_nowait(None)
         return False
 
     async def closed_by_server(self, timeout: float = 5.0) -> bool:

@@ -431,3 +431,27 @@ async def test_large_and_numpy_inserts_arrive_intact(server: ScriptedServer) -> 
         values = np.arange(1000, dtype=np.float64)
         await client.insert({"arr": (ts, values)})
         assert server.series["arr"] == [[int(t), float(v)] for t, v in zip(ts, values)]
+
+
+async def test_params_and_arrays_through_the_embedded_server() -> None:
+    """``params`` fill placeholders safely (datetime in db units); ``as_arrays`` decodes."""
+    import datetime as dt
+
+    import numpy as np
+
+    from tsconnector import TsClient
+    from tsconnector.server import EmbeddedServer
+
+    name = 'odd "name" / with \\ slash'
+    async with EmbeddedServer(port=0, databases=(("dbms", "ms"),)) as server:
+        async with TsClient("iris", "siri", "dbms", [(server.host, server.port)]) as client:
+            assert await client.db_time_precision() == 1
+            await client.insert({name: [[1_700_000_000_000, 1.5], [1_700_000_001_000, 2.5]]})
+            start = dt.datetime(2023, 11, 14, 22, 13, 20, 500_000, tzinfo=dt.timezone.utc)
+            answer = await client.query("select * from $1 after $2", params=[name, start])
+            assert answer == {name: [[1_700_000_001_000, 2.5]]}
+            arrays = await client.query("select * from $1", params=[name], as_arrays=True)
+            ts, values = arrays[name]
+            assert ts.tolist() == [1_700_000_000_000, 1_700_000_001_000]
+            assert values.dtype == np.float64
+            assert values.tolist() == [1.5, 2.5]

@@ -199,3 +199,18 @@ def test_pack_overflow_and_decode_errors() -> None:
         unpack(b"\xe8")  # int8 marker with no byte after it
     assert unpack(b"") is None
     assert qpack.unpackb(pack(["a", None]), decode="utf-8") == ["a", None]
+
+
+def test_frames_before_a_bad_header_are_kept_on_the_error() -> None:
+    good = encode_frame(1, 3) + encode_frame(2, 0, b"\x01")
+    bad = bytes.fromhex("0f00000032000000")  # check byte 0x00 for type 0
+    with pytest.raises(FrameError) as info:
+        FrameDecoder().feed(good + bad)
+    assert info.value.frames == [Frame(1, 3, b""), Frame(2, 0, b"\x01")]
+
+
+@pytest.mark.parametrize("payload", [b"\xfe", b"\xff", b"\xfe\x01", b"\xff\xfe"])
+def test_payload_starting_with_a_close_marker_is_a_protocol_error(payload: bytes) -> None:
+    # qpack's C decoder would crash the interpreter on these; unpack must refuse them.
+    with pytest.raises(ProtocolError, match="close marker"):
+        unpack(payload)

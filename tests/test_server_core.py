@@ -1,4 +1,4 @@
-"""Embedded server core: protocol handling, insert validation, service/file requests, backpressure."""
+"""Embedded server core: protocol, insert validation, service/file requests, backpressure."""
 
 from __future__ import annotations
 
@@ -210,14 +210,17 @@ async def test_time_precision_argument_reaches_the_engine(server: EmbeddedServer
 
 # -- inserts ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", INSERT_CASES, ids=[c["id"] for c in INSERT_CASES])
-async def test_golden_insert_cases_over_the_wire(server: EmbeddedServer, case: dict[str, Any]) -> None:
+async def test_golden_insert_cases_over_the_wire(
+    server: EmbeddedServer, case: dict[str, Any]
+) -> None:
     c = await RawClient.connect(server.port)
     user = case.get("user", "iris")
     if user != "iris":
         db = server.database(case["db"])
         db.apply_user_create(user, case["password"])
         db.apply_user_access(user, 1 | 2 | 4 | 8)
-    assert await c.auth(user, case.get("password", "siri"), case["db"]) == AnswerType.RES_AUTH_SUCCESS
+    password = case.get("password", "siri")
+    assert await c.auth(user, password, case["db"]) == AnswerType.RES_AUTH_SUCCESS
     db = server.database(case["db"])
     before = sum(s.length for s in db.series.values())
     tp, data = await c.insert(_payload(case))
@@ -259,7 +262,7 @@ def test_parse_insert_token_quirks() -> None:
     # Keys of the list form are compared as prefixes of "name" and "points".
     batch = parse_insert(qpack.packb([{"n": "s", "p": [[5, 1]]}]))
     assert batch.series == {"s": [[5, 1]]}
-    with pytest.raises(InsertRejected, match="Expecting a map with name and points."):
+    with pytest.raises(InsertRejected, match=r"Expecting a map with name and points\."):
         parse_insert(qpack.packb([{"name": "s", "pts": [[5, 1]]}]))
     with pytest.raises(InsertRejected, match="series name"):
         parse_insert(qpack.packb({"x": [[1, 1], [1, 1, 1]]}))
@@ -370,12 +373,15 @@ def test_answers_are_packed_like_siridb() -> None:
     assert pack_answer({"series": 26}).hex() == "fd867365726965731a"
     assert pack_answer({}) == b"\xfd"
     many = pack_answer({"s": [[i, float(i)] for i in range(10)]})
-    assert many[:4] == b"\xfd\x81s\xfc" and many[-1:] == b"\xfe"
+    assert many[:4] == b"\xfd\x81s\xfc"
+    assert many[-1:] == b"\xfe"
     assert qpack.unpackb(many) == {b"s": [[i, float(i)] for i in range(10)]}
 
 
 def test_token_reader_never_raises() -> None:
-    for data in (b"\xe7" + b"\xff" * 8, b"\xe4", b"\xeb\x01", b"\xec", b"\x7c", b"\xe6\x05\x00\x00\x00ab"):
+    junk = (b"\xe7" + b"\xff" * 8, b"\xe4", b"\xeb\x01", b"\xec", b"\x7c",
+            b"\xe6\x05\x00\x00\x00ab")
+    for data in junk:
         reader = qt.Reader(data)
         kinds = [reader.next()[0] for _ in range(3)]
         assert kinds[-1] == qt.END
@@ -423,7 +429,7 @@ async def test_slow_reader_does_not_stall_others(server: EmbeddedServer) -> None
         return AnswerType.RES_QUERY, {"wide": [list(p) for p in zip(s.ts, s.values)]}
 
     server.state.execute = select_all
-    reader, writer = await __import__("asyncio").open_connection("127.0.0.1", server.port)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(encode_frame(1, RequestType.AUTH, qpack.packb(["iris", "siri", "dbtest"])))
     request = encode_frame(2, RequestType.QUERY, qpack.packb(["select", None]))
     # Each answer is ~300 kB; ask for far more than socket buffers hold, never read.

@@ -27,6 +27,9 @@ from .exceptions import (
 )
 from .info import async_server_info
 from .protocol.constants import MICROSECOND, MILLISECOND, NANOSECOND, SECOND
+from .ql import Duration, Group, Name, Regex, Str, Time, quote_name, quote_regex, quote_str
+from .results import Series, to_arrays, to_dataframe
+from .timeutil import from_db_time, to_db_time
 from .version import __version__
 
 __all__ = [
@@ -36,17 +39,24 @@ __all__ = [
     "SECOND",
     "AuthenticationError",
     "ClientClosedError",
+    "Duration",
+    "Group",
     "HostEvent",
     "HostState",
     "HostStats",
     "InsertError",
     "InsertOutcomeUnknown",
+    "Name",
     "PoolError",
     "ProtocolError",
     "QueryError",
+    "Regex",
+    "Series",
     "ServerAnswerError",
     "ServerError",
     "ServerRuntimeError",
+    "Str",
+    "Time",
     "TsClient",
     "TsConnectionError",
     "TsConnectorError",
@@ -55,4 +65,11 @@ __all__ = [
     "UserAuthError",
     "__version__",
     "async_server_info",
+    "from_db_time",
+    "quote_name",
+    "quote_regex",
+    "quote_str",
+    "to_arrays",
+    "to_dataframe",
+    "to_db_time",
 ]

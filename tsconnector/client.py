@@ -25,7 +25,7 @@ from .exceptions import (
     TsTimeoutError,
 )
 from .pool import Host, HostPool, parse_hostlist
-from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, RequestType, pack
+from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, PRECISION_NAMES, RequestType, pack
 
 __all__ = ["TsClient", "pack_insert"]
 
@@ -115,6 +115,7 @@ class TsClient:
         self._active = 0
         self._idle: asyncio.Future[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._db_precision: int | None = None
 
     # ------------------------------------------------------------- properties
 
@@ -253,13 +254,15 @@ class TsClient:
         timeout: float = 60,
         *,
         params: Sequence[Any] | None = None,
+        as_arrays: bool = False,
     ) -> Any:
         """Run ``query`` and return the decoded answer (a dict).
 
         ``time_precision`` is None (the database's) or 0..3 (s, ms, us, ns). ``params``
-        fill ``$1``, ``$2``... placeholders through :func:`tsconnector.ql.query`. Retried on
-        another host after a lost connection or ServerError, and after PoolError until
-        the deadline.
+        fill ``$1``, ``$2``... placeholders through :func:`tsconnector.ql.query`.
+        ``as_arrays=True`` decodes a series answer straight into ``{name: (timestamps,
+        values)}`` numpy arrays. Retried on another host after a lost connection or
+        ServerError, and after PoolError until the deadline.
         """
         if isinstance(query, bytes):
             query = query.decode("utf-8")
@@ -274,7 +277,13 @@ class TsClient:
         if params is not None:
             from .ql import query as build_query
 
-            query = build_query(query, *params)
+            precision = await self.db_time_precision(timeout)
+            query = build_query(query, *params, precision=precision)
+        decode = None
+        if as_arrays:
+            from .protocol.answers import decode_series_arrays
+
+            decode = decode_series_arrays
         payload = pack([query, time_precision])
         pool, loop = self._begin()
         deadline = loop.time() + timeout
@@ -283,7 +292,9 @@ class TsClient:
             while True:
                 host = await self._choose(pool, deadline, try_unavailable)
                 try:
-                    return await self._request(host, RequestType.QUERY, payload, deadline)
+                    return await self._request(
+                        host, RequestType.QUERY, payload, deadline, decode=decode
+                    )
                 except (ServerError, TsConnectionError) as exc:
                     if isinstance(exc, ClientClosedError):
                         raise
@@ -298,6 +309,17 @@ class TsClient:
                 self._check_deadline(loop, deadline, "query")
         finally:
             self._end()
+
+    async def db_time_precision(self, timeout: float = 10) -> int:
+        """The database's time precision (0 s, 1 ms, 2 us, 3 ns), read once and cached.
+
+        Used to turn ``datetime``/``timedelta`` query parameters into database units.
+        """
+        if self._db_precision is None:
+            answer = await self.query("show time_precision", timeout=timeout)
+            name = answer["data"][0]["value"]
+            self._db_precision = PRECISION_NAMES.index(name)
+        return self._db_precision
 
     async def ping(self, timeout: float = 10) -> None:
         """Ping one ready host (round trip through the pool)."""
@@ -372,6 +394,7 @@ class TsClient:
         deadline: float,
         *,
         framed: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         conn = host.conn
         if conn is None:
@@ -380,7 +403,7 @@ class TsClient:
         assert loop is not None
         host.requests += 1
         start = loop.time()
-        result = await conn.request(tp, payload, deadline=deadline, framed=framed)
+        result = await conn.request(tp, payload, deadline=deadline, framed=framed, decode=decode)
         host.last_latency = loop.time() - start
         return result
 

@@ -24,13 +24,14 @@ from .protocol import (
     HEADER_SIZE,
     MAX_FRAME_SIZE,
     SUCCESS_TYPES,
+    Frame,
     FrameDecoder,
     FrameError,
     RequestType,
     exception_for,
     pack,
-    unpack,
 )
+from .protocol.answers import decode_answer
 
 __all__ = ["Connection", "RequestNotSent", "open_connection", "open_raw"]
 
@@ -54,12 +55,19 @@ class RequestNotSent(TsConnectionError):
 class _Request:
     """Bookkeeping for one pid: its future (``None`` once abandoned) and its timer."""
 
-    __slots__ = ("fut", "handle", "tp")
+    __slots__ = ("decode", "fut", "handle", "tp")
 
-    def __init__(self, fut: asyncio.Future[Any] | None, handle: asyncio.TimerHandle, tp: int):
+    def __init__(
+        self,
+        fut: asyncio.Future[Any] | None,
+        handle: asyncio.TimerHandle,
+        tp: int,
+        decode: Callable[[bytes], Any] | None = None,
+    ):
         self.fut = fut
         self.handle = handle
         self.tp = tp
+        self.decode = decode
 
 
 class Connection(asyncio.Protocol):
@@ -170,8 +178,13 @@ class Connection(asyncio.Protocol):
         try:
             frames = self._decoder.feed(data)
         except FrameError as exc:
+            self._resolve(exc.frames)  # answers before the bad header are still valid
             self._fail(ProtocolError(f"{self.label}: {exc}"))
             return
+        self._resolve(frames)
+
+    def _resolve(self, frames: list[Frame]) -> None:
+        """Complete the futures of answered requests; drop late or unknown answers."""
         requests = self._requests
         for pid, tp, payload in frames:
             req = requests.pop(pid, None)
@@ -186,12 +199,21 @@ class Connection(asyncio.Protocol):
             self.in_flight -= 1
             if fut.done():
                 continue
+            success = tp in SUCCESS_TYPES
             try:
-                answer = unpack(payload) if payload else None
+                if not payload:
+                    answer = None
+                elif success and req.decode is not None:
+                    answer = req.decode(payload)
+                else:
+                    answer = decode_answer(payload)
             except ProtocolError as exc:
                 fut.set_exception(exc)
                 continue
-            if tp in SUCCESS_TYPES:
+            except Exception as exc:  # a custom decoder failed on this payload only
+                fut.set_exception(ProtocolError(f"{self.label}: cannot decode answer: {exc}"))
+                continue
+            if success:
                 fut.set_result(answer)
             else:
                 fut.set_exception(exception_for(tp, answer))
@@ -222,6 +244,7 @@ class Connection(asyncio.Protocol):
         deadline: float | None = None,
         timeout: float = 60.0,
         framed: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Any:
         """Send one request and return the decoded answer.
 
@@ -231,13 +254,14 @@ class Connection(asyncio.Protocol):
         :class:`~tsconnector.exceptions.TsConnectionError` if the connection was lost
         after writing. Cancelling the caller keeps the connection usable. With
         ``framed`` the first 8 bytes of the writable ``payload`` are reserved for the
-        header, so the frame goes out as one buffer without a copy.
+        header, so the frame goes out as one buffer without a copy. ``decode`` replaces
+        the qpack decoding of a successful answer's payload (e.g. straight to arrays).
         """
         if deadline is None:
             deadline = self._loop.time() + timeout
         if self._writing_paused:
             await self._wait_writable(deadline)
-        fut, pid = self.send(tp, payload, deadline, framed=framed)
+        fut, pid = self.send(tp, payload, deadline, framed=framed, decode=decode)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -245,7 +269,13 @@ class Connection(asyncio.Protocol):
             raise
 
     def send(
-        self, tp: int, payload: bytes | memoryview, deadline: float, *, framed: bool = False
+        self,
+        tp: int,
+        payload: bytes | memoryview,
+        deadline: float,
+        *,
+        framed: bool = False,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> tuple[asyncio.Future[Any], int]:
         """Write one frame now and return its future and pid (no waiting, no task).
 
@@ -265,7 +295,7 @@ class Connection(asyncio.Protocol):
         loop = self._loop
         fut: asyncio.Future[Any] = loop.create_future()
         handle = loop.call_at(deadline, self._on_deadline, pid)
-        self._requests[pid] = _Request(fut, handle, tp)
+        self._requests[pid] = _Request(fut, handle, tp, decode)
         self.in_flight += 1
         if framed:
             HEADER.pack_into(payload, 0, size, pid, tp, tp ^ 0xFF)

@@ -246,6 +246,9 @@ class Spool:
                 if record.segment != self._current:
                     record.segment.unlink(missing_ok=True)
                     return
+                if self._current_size >= self.segment_bytes // 4:
+                    self._start_segment()  # reclaim the space of a fully acked segment
+                    return
             frame = encode_record({"t": "a", "seq": record.seq})
             if record.segment == self._current and self._current_fd is not None:
                 os.write(self._current_fd, frame)

@@ -218,12 +218,17 @@ def from_db_time(ts: int, precision: int | str, *, rounding: Rounding = "floor")
 
 
 def to_datetime64(ts: int, precision: int | str) -> np.datetime64:
-    """Return ``numpy.datetime64`` in the database unit (exact for every int64)."""
+    """Return ``numpy.datetime64`` in the database unit, exactly.
+
+    Every int64 except the smallest, which numpy reserves for NaT (``ValueError``).
+    """
     import numpy as np
 
     p = parse_precision(precision)
     if isinstance(ts, bool):
         raise TypeError(f"expected an integer timestamp, got {ts!r}")
+    if int(ts) == INT64_MIN:
+        raise ValueError(f"timestamp {ts} is numpy's NaT and has no datetime64 value")
     return np.datetime64(_check_int64(int(ts), ts), PRECISION_NAMES[p])
 
 

@@ -25,6 +25,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import qpack
@@ -392,22 +393,30 @@ def _check_points(name: str, points: Any) -> list[Any]:
 def points_to_arrays(points: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Convert ``[[ts, value], ...]`` to ``(int64 timestamps, values)``.
 
-    Values become float64 when any is a float, int64 when all are integers, and object
-    when any is a string (or another type).
+    Values become float64 when any is a float (integers converted), int64 when all are
+    integers, and object when any is a string (or another type).
     """
     import numpy as np
 
-    if not points:
+    count = len(points)
+    if not count:
         return _empty()
-    ts_list, values = zip(*points)
-    timestamps = np.array(ts_list, dtype=np.int64)
-    arr = np.array(values)
-    if arr.dtype.kind not in "if" or arr.ndim != 1:
-        arr = np.empty(len(values), dtype=object)
+    timestamps = np.fromiter(map(_FIRST, points), dtype=np.int64, count=count)
+    values = list(map(_SECOND, points))
+    try:
+        arr = np.array(values)
+    except (OverflowError, ValueError):
+        arr = np.empty(0)  # not numeric: handled below
+    if arr.ndim != 1 or arr.dtype.kind not in "if" or len(arr) != count:
+        arr = np.empty(count, dtype=object)
         arr[:] = values
     elif arr.dtype.kind == "i" and arr.dtype != np.int64:
         arr = arr.astype(np.int64)
     return timestamps, arr
+
+
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
 # --- a small Python qpack reader (fallback for irregular series) -------------------------

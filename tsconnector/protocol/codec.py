@@ -10,6 +10,7 @@ from ..exceptions import ProtocolError
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
+_CLOSE_ARRAY = 0xFE  # 0xfe closes an array, 0xff a map
 
 
 def pack(obj: Any) -> bytes:
@@ -29,6 +30,10 @@ def unpack(data: bytes) -> Any:
     """Decode a qpack payload, strings as ``str``; malformed data raises ProtocolError."""
     if not data:
         return None
+    if data[0] >= _CLOSE_ARRAY:
+        # qpack's C decoder crashes the process on a payload that starts with a
+        # container close marker; such a payload is malformed anyway.
+        raise ProtocolError(f"cannot decode payload: starts with close marker 0x{data[0]:02x}")
     try:
         return qpack.unpackb(data, decode="utf-8")
     except Exception as exc:  # qpack raises ValueError/UnicodeDecodeError/SystemError

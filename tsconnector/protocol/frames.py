@@ -11,8 +11,14 @@ class FrameError(Exception):
     """A byte stream that cannot be framed: wrong check byte or oversized length.
 
     A framing error poisons the stream (the next header cannot be found), so the
-    connection that produced it must be closed.
+    connection that produced it must be closed. ``frames`` holds the complete frames
+    that came before the bad header in the same ``feed`` call; they are valid and a
+    peer may still answer them before closing.
     """
+
+    def __init__(self, message: str, frames: list[Frame] | None = None) -> None:
+        super().__init__(message)
+        self.frames: list[Frame] = frames if frames is not None else []
 
 
 class Frame(NamedTuple):
@@ -77,10 +83,14 @@ class FrameDecoder:
             length, pid, tp, check = unpack_from(buf, pos)
             if check != tp ^ 0xFF:
                 self._failed = True
-                raise FrameError(f"invalid check byte {check} for package type {tp} (pid {pid})")
+                raise FrameError(
+                    f"invalid check byte {check} for package type {tp} (pid {pid})", frames
+                )
             if length > limit:
                 self._failed = True
-                raise FrameError(f"frame of {length} bytes exceeds the limit of {limit} bytes")
+                raise FrameError(
+                    f"frame of {length} bytes exceeds the limit of {limit} bytes", frames
+                )
             stop = pos + HEADER_SIZE + length
             if stop > end:
                 break

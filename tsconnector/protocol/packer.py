@@ -252,13 +252,18 @@ class _GroupBlock:
         self.head = np.frombuffer(_str_head(key_len), dtype=np.uint8)
         start = len(self.head) + key_len
         body = start + 1 + count * rec.itemsize
+        names = ["head", "key", "open", "points"]
+        formats: list[Any] = [("u1", (len(self.head),)), ("u1", (key_len,)), "u1", (rec, (count,))]
+        offsets = [0, len(self.head), start, start + 1]
+        if count > 5:
+            names.append("close")
+            formats.append("u1")
+            offsets.append(body)
         self.block = np.dtype(
             {
-                "names": ["head", "key", "open", "points", "close"],
-                "formats": [
-                    ("u1", (len(self.head),)), ("u1", (key_len,)), "u1", (rec, (count,)), "u1"
-                ],
-                "offsets": [0, len(self.head), start, start + 1, body],
+                "names": names,
+                "formats": formats,
+                "offsets": offsets,
                 "itemsize": body + (1 if count > 5 else 0),
             }
         )

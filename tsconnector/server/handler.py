@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import AnswerType, FrameDecoder, FrameError, RequestType, encode_header
+from ..protocol import AnswerType, Frame, FrameDecoder, FrameError, RequestType, encode_header
 from ..protocol.constants import EMPTY_ANSWERS
 from . import qptokens as qt
 from .files import file_payload
@@ -114,8 +114,12 @@ class ClientProtocol(asyncio.Protocol):
             frames = self.decoder.feed(data)
         except FrameError as exc:
             log.info("closing client connection: %s", exc)
+            self._dispatch_all(exc.frames)  # the frames before the bad header are valid
             self.close()
             return
+        self._dispatch_all(frames)
+
+    def _dispatch_all(self, frames: list[Frame]) -> None:
         for frame in frames:
             if self._closed:
                 return
@@ -269,7 +273,8 @@ class ClientProtocol(asyncio.Protocol):
             tp, answer = self.state.execute(session, query, precision)
         except Exception:  # a bug in the query engine must not leave the client waiting
             log.exception("query failed: %r", query)
-            self.send(pid, AnswerType.ERR_MSG, error_payload("Critical error while processing the query."))
+            message = "Critical error while processing the query."
+            self.send(pid, AnswerType.ERR_MSG, error_payload(message))
             return
         store = self.state.stores.get(session.db.name)
         if store is not None and store.pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from tsconnector.protocol.constants import UNITS_PER_SECOND, AnswerType
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 #: Longest query (in UTF-8 bytes) the server accepts.
 MAX_QUERY_BYTES = 65535
+#: Parsed statements kept, keyed by query text (parsing dominates small queries).
+PARSE_CACHE_SIZE = 1024
 
 _LOG = logging.getLogger("tsconnector.server.query")
 
@@ -56,7 +59,7 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
             raise QueryFailure("Expecting the query to be a string.")
         if len(query.encode("utf-8", "surrogatepass")) > MAX_QUERY_BYTES:
             raise QueryFailure("Query too long.")
-        parsed = build(query)
+        parsed = parse_cached(query)
         db = session.db
         now = int(session.now() * UNITS_PER_SECOND[db.precision])
         ctx = TimeContext(db.precision, db.timezone, now)
@@ -74,6 +77,16 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
     except Exception:
         _LOG.exception("query failed: %.200r", query)
         return AnswerType.ERR_QUERY, {"error_msg": "Internal error while processing the query."}
+
+
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def parse_cached(query: str) -> s.Query:
+    """``build(query)``, remembered by query text; the syntax tree is immutable.
+
+    Time expressions such as ``now`` stay unevaluated in the tree, so a cached
+    statement is valid for later runs. Syntax errors are not cached (they raise).
+    """
+    return build(query)
 
 
 def _check_access(session: Session, statement: s.Statement) -> None:
