@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tsconnector.protocol import HEADER, AnswerType, FrameDecoder, RequestType  # noqa: E402
+from tsconnector.protocol import HEADER, AnswerType, RequestType  # noqa: E402
 
 PYTHON = sys.executable
 USER, PASSWORD, DBNAME = "iris", "siri", "dbtest"
@@ -155,12 +155,15 @@ def instant_server(answer_file: str | None = None) -> Iterator[ServerProcess]:
 
 
 class _InstantProtocol(asyncio.Protocol):
-    """Answers each frame at once: AUTH ok, PING ack, INSERT success, QUERY canned."""
+    """Answers each frame as soon as it was received: AUTH ok, PING ack, INSERT success,
+    QUERY the canned answer. Payloads are skipped, never buffered, copied or decoded."""
 
     def __init__(self, query_answer: bytes) -> None:
-        self.decoder = FrameDecoder(1 << 31)
         self.query_answer = query_answer
         self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.skip = 0
+        self.frame: tuple[int, int] | None = None  # (pid, type) being skipped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -169,19 +172,42 @@ class _InstantProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
         out: list[bytes] = []
-        for pid, tp, _payload in self.decoder.feed(data):
-            if tp == RequestType.AUTH:
-                answer, body = AnswerType.RES_AUTH_SUCCESS, b""
-            elif tp == RequestType.INSERT:
-                answer, body = AnswerType.RES_INSERT, _INSERT_OK
-            elif tp == RequestType.QUERY:
-                answer, body = AnswerType.RES_QUERY, self.query_answer
-            else:
-                answer, body = AnswerType.RES_ACK, b""
-            out.append(HEADER.pack(len(body), pid, answer, answer ^ 0xFF))
-            out.append(body)
+        pos, end = 0, len(data)
+        size = HEADER.size
+        while True:
+            if self.frame is not None:
+                taken = min(self.skip, end - pos)
+                self.skip -= taken
+                pos += taken
+                if self.skip:
+                    break
+                self._answer(*self.frame, out)
+                self.frame = None
+            if pos >= end:
+                break
+            need = size - len(self.head)
+            self.head += data[pos : pos + need]
+            pos += need
+            if len(self.head) < size:
+                break
+            length, pid, tp, _check = HEADER.unpack(self.head)
+            self.head = b""
+            self.skip = length
+            self.frame = (pid, tp)
         if out:
-            self.transport.writelines(out)
+            self.transport.write(b"".join(out))
+
+    def _answer(self, pid: int, tp: int, out: list[bytes]) -> None:
+        if tp == RequestType.AUTH:
+            answer, body = AnswerType.RES_AUTH_SUCCESS, b""
+        elif tp == RequestType.INSERT:
+            answer, body = AnswerType.RES_INSERT, _INSERT_OK
+        elif tp == RequestType.QUERY:
+            answer, body = AnswerType.RES_QUERY, self.query_answer
+        else:
+            answer, body = AnswerType.RES_ACK, b""
+        out.append(HEADER.pack(len(body), pid, answer, answer ^ 0xFF))
+        out.append(body)
 
 
 # {"success_msg": "Successfully inserted points."} as SiriDB lays it out.

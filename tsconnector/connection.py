@@ -1,15 +1,19 @@
 """One framed, authenticated connection to a SiriDB-protocol server.
 
 :class:`Connection` is an :class:`asyncio.Protocol`: it frames requests, matches answers
-by pid, keeps one ``loop.call_at`` deadline per request (no task per request), applies
-write backpressure and sends keepalive pings while idle to detect half-open sockets.
+by pid, enforces each request's deadline with one deadline sweep per connection (a heap
+of deadlines and a single ``loop.call_at`` handle: no task or timer per request),
+gathers the small frames of one loop iteration into one write, applies write
+backpressure and sends keepalive pings while idle to detect half-open sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -39,8 +43,13 @@ log = logging.getLogger("tsconnector.connection")
 
 _PID_COUNT = 1 << 16
 _PID_MASK = _PID_COUNT - 1
-#: Payloads at least this large are handed to the transport without concatenation.
+#: Payloads at least this large are handed to the transport without concatenation;
+#: smaller frames are gathered and written once per event-loop iteration.
 _ZERO_COPY_THRESHOLD = 1 << 16
+#: Rebuild the deadline heap when it holds this many more entries than live requests.
+_HEAP_SLACK = 1024
+#: asyncio runs a timer this early (its clock resolution); the sweep does the same.
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 #: How long a timed-out or cancelled pid stays reserved, waiting for its late answer.
 DEFAULT_TOMBSTONE_TTL = 300.0
 
@@ -53,19 +62,21 @@ class RequestNotSent(TsConnectionError):
 
 
 class _Request:
-    """Bookkeeping for one pid: its future (``None`` once abandoned) and its timer."""
+    """Bookkeeping for one pid: its future (``None`` once abandoned), its deadline and,
+    once abandoned, the timer that frees the pid."""
 
-    __slots__ = ("decode", "fut", "handle", "tp")
+    __slots__ = ("deadline", "decode", "fut", "handle", "tp")
 
     def __init__(
         self,
         fut: asyncio.Future[Any] | None,
-        handle: asyncio.TimerHandle,
+        deadline: float,
         tp: int,
         decode: Callable[[bytes], Any] | None = None,
     ):
         self.fut = fut
-        self.handle = handle
+        self.deadline = deadline
+        self.handle: asyncio.TimerHandle | None = None
         self.tp = tp
         self.decode = decode
 
@@ -99,6 +110,14 @@ class Connection(asyncio.Protocol):
         self._lost_waiter: asyncio.Future[None] = loop.create_future()
         self._write_waiters: list[asyncio.Future[None]] = []
         self._writing_paused = False
+        # Small frames of this loop iteration (and their pids), written by _flush.
+        self._out: list[bytes] = []
+        self._out_pids: list[int] = []
+        self._flush_handle: asyncio.Handle | None = None
+        # (deadline, pid) of requests in flight; stale entries are skipped lazily.
+        self._deadlines: list[tuple[float, int]] = []
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._sweep_at = float("inf")
         self._keepalive_interval = keepalive_interval
         self._ping_timeout = ping_timeout
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -154,14 +173,22 @@ class Connection(asyncio.Protocol):
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()
             self._keepalive_handle = None
+        self._cancel_sweep()
+        self._deadlines = []
+        unsent = set(self._out_pids)
+        self._drop_output()
         reason = self._close_reason or exc
         requests, self._requests = self._requests, {}
         self.in_flight = 0
         for pid, req in requests.items():
-            req.handle.cancel()
+            if req.handle is not None:
+                req.handle.cancel()
             fut = req.fut
             if fut is not None and not fut.done():
-                fut.set_exception(self._lost_error(pid, reason))
+                if pid in unsent:
+                    fut.set_exception(RequestNotSent(self._not_connected_message(reason)))
+                else:
+                    fut.set_exception(self._lost_error(pid, reason))
         self._fail_write_waiters(reason)
         if not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
@@ -191,9 +218,10 @@ class Connection(asyncio.Protocol):
             if req is None:
                 log.debug("%s: dropped answer for unknown pid %d", self.label, pid)
                 continue
-            req.handle.cancel()
             fut = req.fut
             if fut is None:
+                if req.handle is not None:
+                    req.handle.cancel()
                 log.debug("%s: dropped late answer for abandoned pid %d", self.label, pid)
                 continue
             self.in_flight -= 1
@@ -292,19 +320,104 @@ class Connection(asyncio.Protocol):
                 f"{self._decoder.max_frame_size} bytes"
             )
         pid = self._allocate_pid()
-        loop = self._loop
-        fut: asyncio.Future[Any] = loop.create_future()
-        handle = loop.call_at(deadline, self._on_deadline, pid)
-        self._requests[pid] = _Request(fut, handle, tp, decode)
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._requests[pid] = _Request(fut, deadline, tp, decode)
         self.in_flight += 1
+        self._add_deadline(deadline, pid)
         if framed:
+            self._flush()
             HEADER.pack_into(payload, 0, size, pid, tp, tp ^ 0xFF)
             transport.write(payload)
         elif size >= _ZERO_COPY_THRESHOLD:
+            self._flush()
             transport.writelines((HEADER.pack(size, pid, tp, tp ^ 0xFF), payload))
-        else:
+        elif self.in_flight == 1 and not self._out:
+            # Nothing else in flight: no batch to join, write at once (lowest latency).
             transport.write(HEADER.pack(size, pid, tp, tp ^ 0xFF) + payload)
+        else:
+            self._out.append(HEADER.pack(size, pid, tp, tp ^ 0xFF) + payload)
+            self._out_pids.append(pid)
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
         return fut, pid
+
+    def _flush(self) -> None:
+        """Write the small frames gathered in this loop iteration, in order, at once.
+
+        If the transport is already closing they stay unsent, and ``connection_lost``
+        fails their requests with :class:`RequestNotSent` (safe to retry elsewhere).
+        """
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        out = self._out
+        if not out:
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._out = []
+        self._out_pids = []
+        transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _drop_output(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out = []
+        self._out_pids = []
+
+    # ------------------------------------------------------------- deadlines
+
+    def _add_deadline(self, deadline: float, pid: int) -> None:
+        heap = self._deadlines
+        heapq.heappush(heap, (deadline, pid))
+        if len(heap) > 2 * len(self._requests) + _HEAP_SLACK:
+            self._compact_deadlines()
+        if deadline < self._sweep_at:
+            self._arm_sweep(deadline)
+
+    def _arm_sweep(self, when: float) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+        self._sweep_at = when
+        self._sweep_handle = self._loop.call_at(when, self._sweep)
+
+    def _cancel_sweep(self) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        self._sweep_at = float("inf")
+
+    def _compact_deadlines(self) -> None:
+        """Drop heap entries of answered or abandoned requests (amortised O(1) per request)."""
+        requests = self._requests
+        live = []
+        for entry in self._deadlines:
+            req = requests.get(entry[1])
+            if req is not None and req.fut is not None and req.deadline == entry[0]:
+                live.append(entry)
+        heapq.heapify(live)
+        self._deadlines = live
+
+    def _sweep(self) -> None:
+        """Time out every request whose deadline has passed, then re-arm for the next."""
+        self._sweep_handle = None
+        self._sweep_at = float("inf")
+        heap = self._deadlines
+        requests = self._requests
+        now = self._loop.time() + _CLOCK_RESOLUTION
+        while heap:
+            deadline, pid = heap[0]
+            req = requests.get(pid)
+            if req is None or req.fut is None or req.deadline != deadline:
+                heapq.heappop(heap)  # answered, abandoned, or the pid was reused
+                continue
+            if deadline > now:
+                self._arm_sweep(deadline)
+                return
+            heapq.heappop(heap)
+            self._on_deadline(pid)
 
     def abandon(self, pid: int, fut: asyncio.Future[Any]) -> None:
         """Stop waiting for ``pid``; its late answer will be dropped (public alias)."""
@@ -314,7 +427,6 @@ class Connection(asyncio.Protocol):
         req = self._requests.get(pid)
         if req is None or req.fut is not fut:
             return
-        req.handle.cancel()
         self._tombstone(pid, req)
 
     def _tombstone(self, pid: int, req: _Request) -> None:
@@ -430,6 +542,7 @@ class Connection(asyncio.Protocol):
 
     def close(self, reason: BaseException | None = None) -> None:
         """Close gracefully (buffered writes are flushed); requests in flight fail."""
+        self._flush()
         if self._close_reason is None:
             self._close_reason = reason
         self._closing = True

@@ -36,6 +36,12 @@ MAX_QUERY_PKG_SIZE = 65535
 MAX_QUEUED = 256
 #: Let other connections run after this many queued jobs in a row.
 JOBS_PER_TURN = 16
+#: Queries answered directly from one read while nothing is queued (no task per query);
+#: the rest of that read goes through the queue.
+INLINE_PER_READ = 128
+#: Write gathered answers once this many are waiting, so the client can start on them
+#: while the rest are computed (server and client work in parallel, not in turns).
+FLUSH_EVERY = 16
 
 _FILE_TYPES = frozenset(
     {
@@ -81,6 +87,14 @@ class ClientProtocol(asyncio.Protocol):
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed = False
+        # Small answers wait here until the end of the loop iteration, then go out in
+        # one write: pipelined requests cost one send() instead of one each.
+        self._out: list[bytes] = []
+        # Answers of queries run inline go out after those of the same iteration: SiriDB
+        # answers pings (and rejections) at once and query results a little later.
+        self._out_late: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._inline_budget = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -90,6 +104,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        self._drop_output()
         self.state.connections.discard(self)
         self._queue.clear()
         if self._worker is not None:
@@ -120,6 +135,7 @@ class ClientProtocol(asyncio.Protocol):
         self._dispatch_all(frames)
 
     def _dispatch_all(self, frames: list[Frame]) -> None:
+        self._inline_budget = INLINE_PER_READ
         for frame in frames:
             if self._closed:
                 return
@@ -127,6 +143,7 @@ class ClientProtocol(asyncio.Protocol):
                 self._dispatch(frame.pid, frame.tp, frame.payload)
             except Exception:  # a bug must never take the server down
                 log.exception("error handling package type %d (pid %d)", frame.tp, frame.pid)
+        self._flush()  # this read's answers go out now, not one loop iteration later
 
     def eof_received(self) -> bool:
         return False
@@ -134,6 +151,7 @@ class ClientProtocol(asyncio.Protocol):
     # -- helpers -------------------------------------------------------------------------
     def close(self) -> None:
         """Close after pending answers were written."""
+        self._flush()
         self._closed = True
         self._queue.clear()
         if self.transport is not None:
@@ -142,18 +160,47 @@ class ClientProtocol(asyncio.Protocol):
     def abort(self) -> None:
         """Drop the connection at once (tests use this to simulate failures)."""
         self._closed = True
+        self._drop_output()
         self._queue.clear()
         if self.transport is not None:
             self.transport.abort()
 
-    def send(self, pid: int, tp: int, payload: bytes = b"") -> None:
+    def send(self, pid: int, tp: int, payload: bytes = b"", *, late: bool = False) -> None:
         if self._closed or self.transport is None or self.transport.is_closing():
             return
         header = encode_header(len(payload), pid, tp)
         if len(payload) < 65536:
-            self.transport.write(header + payload)
+            (self._out_late if late else self._out).append(header + payload)
+            if len(self._out) + len(self._out_late) >= FLUSH_EVERY:
+                self._flush()
+            elif self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         else:
+            self._flush()
             self.transport.writelines((header, payload))
+
+    def _flush(self) -> None:
+        """Write the answers collected in this loop iteration as one buffer."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        out = self._out
+        if self._out_late:
+            out.extend(self._out_late)
+            self._out_late = []
+        if not out:
+            return
+        self._out = []
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _drop_output(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out.clear()
+        self._out_late.clear()
 
     def _set_reading(self) -> None:
         if self.transport is None or self._closed:
@@ -266,16 +313,45 @@ class ClientProtocol(asyncio.Protocol):
         precision = _effective_precision(value, self.db.precision) if kind == qt.INT else None
         query = qt.decode_text(raw)
         session = self.session
+        if (
+            self._inline_budget > 0
+            and self._worker is None
+            and not self._queue
+            and not self._write_paused
+        ):
+            # Nothing is queued ahead of it: answer now, without a job or a task.
+            self._inline_budget -= 1
+            result = self._execute(pid, session, query, precision)
+            if result is None:
+                return
+            store = self.state.stores.get(session.db.name)
+            if store is None or not store.pending:
+                self._send_answer(pid, *result, late=True)
+                return
+            tp, answer = result
+            self._enqueue(lambda: self._sync_and_answer(pid, session, tp, answer))
+            return
         self._enqueue(lambda: self._run_query(pid, session, query, precision))
 
-    async def _run_query(self, pid: int, session: Any, query: str, precision: int | None) -> None:
+    def _execute(
+        self, pid: int, session: Any, query: str, precision: int | None
+    ) -> tuple[int, Any] | None:
+        """Run the query engine; None (after answering) if it failed unexpectedly."""
         try:
-            tp, answer = self.state.execute(session, query, precision)
+            return self.state.execute(session, query, precision)
         except Exception:  # a bug in the query engine must not leave the client waiting
             log.exception("query failed: %r", query)
             message = "Critical error while processing the query."
             self.send(pid, AnswerType.ERR_MSG, error_payload(message))
-            return
+            return None
+
+    async def _run_query(self, pid: int, session: Any, query: str, precision: int | None) -> None:
+        result = self._execute(pid, session, query, precision)
+        if result is not None:
+            await self._sync_and_answer(pid, session, *result)
+
+    async def _sync_and_answer(self, pid: int, session: Any, tp: int, answer: Any) -> None:
+        """Make the query's journal records durable, then answer."""
         store = self.state.stores.get(session.db.name)
         if store is not None and store.pending:
             try:
@@ -284,10 +360,13 @@ class ClientProtocol(asyncio.Protocol):
                 log.error("journal write failed: %s", exc)
                 self.send(pid, AnswerType.ERR_SERVER, error_payload(f"Journal failure: {exc}"))
                 return
+        self._send_answer(pid, tp, answer)
+
+    def _send_answer(self, pid: int, tp: int, answer: Any, *, late: bool = False) -> None:
         if answer is None and tp in EMPTY_ANSWERS:
-            self.send(pid, tp)
+            self.send(pid, tp, late=late)
         else:
-            self.send(pid, tp, pack_answer(answer))
+            self.send(pid, tp, pack_answer(answer), late=late)
 
     def _on_insert(self, pid: int, payload: bytes) -> None:
         if not self._authenticated(pid):

@@ -54,7 +54,7 @@ def pack_answer(obj: Any) -> bytes:
 
 def _is_point(item: Any) -> bool:
     return (
-        isinstance(item, (list, tuple))
+        (type(item) is list or isinstance(item, (list, tuple)))
         and len(item) == 2
         and isinstance(item[0], int)
         and isinstance(item[1], _SCALARS)
@@ -62,6 +62,8 @@ def _is_point(item: Any) -> bool:
 
 
 def _pack_value(value: Any, rows: bool) -> bytes:
+    if type(value) is list and not rows and value and all(map(_is_point, value)):
+        return _pack_points(value)  # the common series answer, without ABC checks
     if isinstance(value, _SCALARS):
         return qpack.packb(value)
     if isinstance(value, Mapping):

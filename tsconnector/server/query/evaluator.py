@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from tsconnector.protocol.constants import UNITS_PER_SECOND, AnswerType
+from tsconnector.server.model import ACCESS_BITS
 from tsconnector.server.query import admin, listing
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.builder import build
@@ -57,7 +58,10 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
     try:
         if not isinstance(query, str):
             raise QueryFailure("Expecting the query to be a string.")
-        if len(query.encode("utf-8", "surrogatepass")) > MAX_QUERY_BYTES:
+        # A code point takes at most 4 bytes in UTF-8: short queries need no encoding.
+        if len(query) * 4 > MAX_QUERY_BYTES and (
+            len(query.encode("utf-8", "surrogatepass")) > MAX_QUERY_BYTES
+        ):
             raise QueryFailure("Query too long.")
         parsed = parse_cached(query)
         db = session.db
@@ -90,8 +94,6 @@ def parse_cached(query: str) -> s.Query:
 
 
 def _check_access(session: Session, statement: s.Statement) -> None:
-    from tsconnector.server.model import ACCESS_BITS
-
     needed = _REQUIRED_ACCESS.get(type(statement))
     if needed is None:
         return

@@ -160,6 +160,10 @@ def apply_function(
         return _difference(ts, values, tp)
     if name == "derivative":
         return _derivative(ts, values, tp, float(call.interval or 1))
+    if name in ("first", "last"):
+        # Whole-series first()/last(): the point itself (what _aggregate computes).
+        i = 0 if name == "first" else -1
+        return [ts[i]], [values[i]], tp
     label = ts[0] if name == "first" else ts[-1]
     return _aggregate(name, np.array([0], dtype=np.int64), [label], ts, values, tp)
 

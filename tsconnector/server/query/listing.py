@@ -28,7 +28,7 @@ DEFAULT_COLUMNS = {
     "series": ("name",),
     "groups": ("name",),
     "tags": ("name",),
-    "users": ("name",),
+    "users": ("name", "access"),
     "pools": ("pool", "servers", "series"),
     "servers": ("name", "pool", "version", "online", "status"),
     "shards": ("sid", "pool", "server", "start", "end"),

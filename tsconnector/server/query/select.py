@@ -121,6 +121,16 @@ def _validate(calls: Sequence[FunctionCall]) -> None:
             raise QueryFailure(str(exc)) from exc
 
 
+def _names_only(match: s.Match) -> bool:
+    """Whether a selection is made of series names only (the server then skips its
+    final points-limit check, which it does after asking every pool)."""
+    if isinstance(match, s.MatchName):
+        return True
+    if isinstance(match, s.MatchSetOp):
+        return _names_only(match.left) and _names_only(match.right)
+    return False
+
+
 def run_select(
     stmt: s.Select, db: Database, ctx: TimeContext, precision: int | None
 ) -> dict[str, list[list[Any]]]:
@@ -144,43 +154,51 @@ def run_select(
     head = evaluate(stmt.head, ctx) if stmt.head is not None else None
     tail = evaluate(stmt.tail, ctx) if stmt.tail is not None else None
 
-    series_list = sorted(
-        select_series(db, stmt.match, stmt.where, ctx), key=lambda x: x.name.encode())
+    # The server runs each aggregate over every series in its own (id) order; the
+    # points limit counts the points each aggregate produced, checked before reading
+    # the next series and, for selections not made of names alone, once at the end.
+    series_list = select_series(db, stmt.match, stmt.where, ctx)
     limit = db.select_points_limit
     selected = 0
     results: dict[str, Points] = {}
-    merge_parts: list[Points] = []
-    for series in series_list:
-        if selected > limit:
-            raise QueryFailure(POINTS_LIMIT.format(limit))
-        ts, values = series.slice(start, end)
-        if head is not None:
-            ts, values = ts[:max(head, 0)], values[:max(head, 0)]
-        if tail is not None:
-            cut = max(len(ts) - max(tail, 0), 0)
-            ts, values = ts[cut:], values[cut:]
-        selected += len(ts)
-        db.selected_points += len(ts)
-        whole = start is None and end is None and head is None and tail is None
-        for aggregate, chain in zip(aggregates, chains):
+    merge_parts: dict[str, list[Points]] = {}
+    whole = start is None and end is None and head is None and tail is None
+    for aggregate, chain in zip(aggregates, chains):
+        if stmt.merge is not None:
+            parts = merge_parts.setdefault(
+                aggregate.prefix + stmt.merge.name + aggregate.suffix, [])
+        for series in series_list:
+            if selected > limit:
+                raise QueryFailure(POINTS_LIMIT.format(limit))
             quirk = _string_chunk_answer(series, chain) if whole else None
             if quirk is not None:
                 out = run_chain(quirk[1], quirk[0])
             else:
+                ts, values = series.slice(start, end)
+                if head is not None:
+                    ts, values = ts[:max(head, 0)], values[:max(head, 0)]
+                if tail is not None:
+                    cut = max(len(ts) - max(tail, 0), 0)
+                    ts, values = ts[cut:], values[cut:]
                 out = run_chain(chain, (list(ts), list(values), series.tp))
+            selected += len(out[0])
             if stmt.merge is not None:
-                merge_parts.append(out)
+                parts.append(out)
             else:
                 results[aggregate.prefix + series.name + aggregate.suffix] = out
+    if selected > limit and not _names_only(stmt.match):
+        raise QueryFailure(POINTS_LIMIT.format(limit))
+    db.selected_points += selected
 
     if stmt.merge is not None:
-        try:
-            merged: Points = merge_series(merge_parts)
-        except FunctionError as exc:
-            raise QueryFailure(str(exc)) from exc
-        if merge_calls is not None:
-            merged = run_chain(merge_calls, merged)
-        results = {stmt.merge.name: merged} if series_list else {}
+        for name, parts in merge_parts.items():
+            try:
+                merged: Points = merge_series(parts)
+            except FunctionError as exc:
+                raise QueryFailure(str(exc)) from exc
+            if merge_calls is not None and merged[0]:
+                merged = run_chain(merge_calls, merged)
+            results[name] = merged
 
     answer: dict[str, list[list[Any]]] = {}
     for name in sorted(results, key=str.encode):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from tsconnector.server.model import Database, Series
+from tsconnector.server.model import Database, Series, imap_walk_key
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.errors import QueryFailure
 from tsconnector.server.query.timeexpr import TimeContext, evaluate
@@ -110,10 +110,16 @@ def select_series(
     ctx: TimeContext,
 ) -> list[Series]:
     """Series matching ``match`` and ``where``, in the server's list order."""
-    ordered = db.ordered_series()
     if match is not None and not isinstance(match, s.MatchAll):
         wanted = _names(match, db)
-        ordered = [series for series in ordered if series.name in wanted]
+        if len(wanted) * 8 < len(db.series):
+            # A few named series: look them up instead of scanning every series.
+            found = [x for x in map(db.series.get, wanted) if x is not None]
+            ordered = sorted(found, key=lambda x: imap_walk_key(x.sid))
+        else:
+            ordered = [series for series in db.ordered_series() if series.name in wanted]
+    else:
+        ordered = db.ordered_series()
     if where is not None:
         ordered = [x for x in ordered if matches(where, series_row(x, db), ctx)]
     return ordered
