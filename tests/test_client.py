@@ -455,3 +455,17 @@ async def test_params_and_arrays_through_the_embedded_server() -> None:
             assert ts.tolist() == [1_700_000_000_000, 1_700_000_001_000]
             assert values.dtype == np.float64
             assert values.tolist() == [1.5, 2.5]
+
+
+async def test_insert_numpy_datetime64_uses_the_database_precision() -> None:
+    import numpy as np
+
+    from tsconnector import TsClient
+    from tsconnector.server import EmbeddedServer
+
+    stamps = np.array(["2023-11-14T00:00:00.250", "2023-11-14T00:00:01"], dtype="datetime64[ms]")
+    async with EmbeddedServer(port=0, databases=(("dbms", "ms"),)) as server:
+        async with TsClient("iris", "siri", "dbms", [(server.host, server.port)]) as client:
+            await client.insert({"dt": (stamps, np.array([1.0, 2.0]))})
+            answer = await client.query('select * from "dt"')
+    assert answer == {"dt": [[1_699_920_000_250, 1.0], [1_699_920_001_000, 2.0]]}

@@ -219,3 +219,19 @@ def test_large_insert_matches_lists() -> None:
         "big": (np.arange(200_000, dtype=np.int64) * 1000 + 1_699_920_000_000, rng.random(200_000))
     }
     assert decode(pack_insert(arrays)) == as_lists(arrays)
+
+
+def test_pack_insert_for_wire_frames_only_numpy_data() -> None:
+    import numpy as np
+
+    from tsconnector.protocol.packer import pack_insert_for_wire
+
+    plain = {"a": [[1, 2.5], [2, 3.5]]}
+    payload, framed = pack_insert_for_wire(plain, headroom=8)
+    assert framed is False
+    assert payload == qpack.packb(plain)
+
+    arrays = {"a": (np.array([1, 2], dtype=np.int64), np.array([2.5, 3.5]))}
+    buffer, framed = pack_insert_for_wire(arrays, headroom=8)
+    assert framed is True
+    assert qpack.unpackb(bytes(buffer[8:]), decode="utf-8") == plain

@@ -7,7 +7,6 @@ rules of the design (decision 1) under a single deadline per call (decision 2).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
@@ -26,45 +25,13 @@ from .exceptions import (
 )
 from .pool import Host, HostPool, parse_hostlist
 from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, PRECISION_NAMES, RequestType, pack
+from .protocol.packer import PrecisionRequired, pack_insert_for_wire
 
-__all__ = ["TsClient", "pack_insert"]
+__all__ = ["TsClient"]
 
 log = logging.getLogger("tsconnector.client")
 
 InsertRetry = Literal["safe", "always"]
-
-
-def _resolve_insert_packer() -> Callable[[Any], bytes]:
-    """The fast insert packer when present, else the generic qpack encoder."""
-    try:
-        from .protocol.packer import pack_insert as fast
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.protocol.packer":
-            raise
-        return pack
-    return fast
-
-
-def _resolve_framed_packer() -> Callable[[Any], memoryview] | None:
-    """A packer that leaves room for the frame header (one buffer, no copy), if any."""
-    try:
-        from .protocol.packer import pack_insert_buffer
-    except (ModuleNotFoundError, ImportError):
-        return None
-    return functools.partial(pack_insert_buffer, headroom=HEADER_SIZE)
-
-
-#: Encodes insert data to bytes (switchable: the lead may assign another packer).
-pack_insert: Callable[[Any], bytes] = _resolve_insert_packer()
-#: Encodes insert data into a writable buffer after HEADER_SIZE free bytes, or None.
-pack_insert_framed: Callable[[Any], memoryview] | None = _resolve_framed_packer()
-
-
-def _encode_insert(data: Any) -> tuple[bytes | memoryview, bool]:
-    """The insert payload and whether it is framed (header room in front)."""
-    if pack_insert_framed is not None:
-        return pack_insert_framed(data), True
-    return pack_insert(data), False
 
 
 class TsClient:
@@ -212,7 +179,13 @@ class TsClient:
         """
         if retry not in ("safe", "always"):
             raise ValueError(f"retry must be 'safe' or 'always', not {retry!r}")
-        payload, framed = _encode_insert(data)
+        try:
+            payload, framed = pack_insert_for_wire(
+                data, headroom=HEADER_SIZE, precision=self._db_precision
+            )
+        except PrecisionRequired:  # datetime timestamps: learn the database's unit once
+            precision = await self.db_time_precision(min(timeout, 10))
+            payload, framed = pack_insert_for_wire(data, headroom=HEADER_SIZE, precision=precision)
         self._check_size(len(payload) - HEADER_SIZE if framed else len(payload))
         pool, loop = self._begin()
         deadline = loop.time() + timeout

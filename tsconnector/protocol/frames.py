@@ -66,36 +66,49 @@ class FrameDecoder:
         return len(self._buf) - self._pos
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
-        """Add received bytes; return every frame completed by them, in order."""
+        """Add received bytes; return every frame completed by them, in order.
+
+        Each payload is copied exactly once; when nothing is buffered, frames are cut
+        straight from ``data`` and only an incomplete tail is kept.
+        """
         if self._failed:
             raise FrameError("decoder failed earlier; the stream cannot be resynchronised")
         buf = self._buf
-        if self._pos and self._pos == len(buf):
-            buf.clear()
-            self._pos = 0
-        buf += data
+        if self._pos == len(buf):
+            if buf:
+                buf.clear()
+                self._pos = 0
+            src: bytes | bytearray | memoryview = data
+        else:
+            buf += data
+            src = buf
         frames: list[Frame] = []
-        pos = self._pos
-        end = len(buf)
+        pos = self._pos if src is buf else 0
+        end = len(src)
         unpack_from = HEADER.unpack_from
         limit = self.max_frame_size
-        while end - pos >= HEADER_SIZE:
-            length, pid, tp, check = unpack_from(buf, pos)
-            if check != tp ^ 0xFF:
-                self._failed = True
-                raise FrameError(
-                    f"invalid check byte {check} for package type {tp} (pid {pid})", frames
-                )
-            if length > limit:
-                self._failed = True
-                raise FrameError(
-                    f"frame of {length} bytes exceeds the limit of {limit} bytes", frames
-                )
-            stop = pos + HEADER_SIZE + length
-            if stop > end:
-                break
-            frames.append(Frame(pid, tp, bytes(buf[pos + HEADER_SIZE : stop])))
-            pos = stop
+        with memoryview(src) as view:
+            while end - pos >= HEADER_SIZE:
+                length, pid, tp, check = unpack_from(view, pos)
+                if check != tp ^ 0xFF:
+                    self._failed = True
+                    raise FrameError(
+                        f"invalid check byte {check} for package type {tp} (pid {pid})", frames
+                    )
+                if length > limit:
+                    self._failed = True
+                    raise FrameError(
+                        f"frame of {length} bytes exceeds the limit of {limit} bytes", frames
+                    )
+                stop = pos + HEADER_SIZE + length
+                if stop > end:
+                    break
+                frames.append(Frame(pid, tp, bytes(view[pos + HEADER_SIZE : stop])))
+                pos = stop
+            if src is not buf:
+                if pos < end:
+                    buf += view[pos:]
+                return frames
         if pos == end:
             buf.clear()
             self._pos = 0

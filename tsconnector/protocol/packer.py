@@ -40,7 +40,7 @@ from ..timeutil import INT64_MAX, INT64_MIN, Rounding, datetime64_to_db, parse_p
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["pack_insert", "pack_insert_buffer"]
+__all__ = ["PrecisionRequired", "pack_insert", "pack_insert_buffer", "pack_insert_for_wire"]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -106,6 +106,27 @@ def pack_insert_buffer(
         parts = _Packer(precision, rounding, validate).pack(data)
     out = _assemble(parts, headroom)
     return out if type(out) is memoryview else memoryview(out)
+
+
+class PrecisionRequired(TypeError):
+    """Datetime timestamps were given without the database's time precision."""
+
+
+def pack_insert_for_wire(
+    data: Any, *, headroom: int, precision: int | str | None = None
+) -> tuple[bytes | memoryview, bool]:
+    """The payload for an insert request and whether it is framed.
+
+    Plain Python data is packed by qpack into bytes, which are sent as they are after
+    a separate header (framed ``False``): copying them into a buffer with header room
+    would double the peak memory. Anything else (numpy, pandas, datetimes) is written
+    straight into one buffer with ``headroom`` free bytes first (framed ``True``).
+    """
+    try:
+        return qpack.packb(data), False
+    except Exception:
+        pass
+    return pack_insert_buffer(data, headroom=headroom, precision=precision), True
 
 
 class _Batch:
@@ -625,7 +646,7 @@ class _Packer:
             return arr.astype(np.int64)
         if kind == "M":
             if self.precision is None:
-                raise TypeError(
+                raise PrecisionRequired(
                     f"series {name!r}: datetime64 timestamps need precision= (the "
                     "database's time precision: 's', 'ms', 'us' or 'ns')"
                 )
@@ -660,7 +681,7 @@ class _Packer:
 
         if isinstance(ts, dt.datetime | dt.date) or type(ts).__name__ == "datetime64":
             if self.precision is None:
-                raise TypeError(
+                raise PrecisionRequired(
                     f"series {name!r}: datetime timestamps need precision= (the database's "
                     "time precision: 's', 'ms', 'us' or 'ns')"
                 )
