@@ -14,9 +14,10 @@ import pytest
 
 from tsconnector.client import TsClient
 from tsconnector.exceptions import TsTimeoutError
+from tsconnector.ql import quote_name
 from tsconnector.spool import Spool, SpoolLocked, encode_record, iter_records
 from tsconnector.testing.proxy import FaultProxy
-from tsconnector.writer import BufferedWriter, BufferFull, WriterClosedError, quote_name
+from tsconnector.writer import BufferedWriter, BufferFull, WriterClosedError
 
 FAST: dict[str, Any] = {
     "timeout": 1.0,
@@ -143,13 +144,16 @@ async def test_rejected_series_does_not_sink_the_batch(tsclient: TsClient) -> No
     async with BufferedWriter(
         tsclient, validate=False, on_error=lambda e, d: failures.append((e, d))
     ) as writer:
-        await writer.add_many({"good.a": [(1, 1), (2, 2)], "bad": [(1, True)], "good.b": [(3, 1.5)]})
+        await writer.add_many(
+            {"good.a": [(1, 1), (2, 2)], "bad": [(1, True)], "good.b": [(3, 1.5)]}
+        )
         await writer.flush()
         stats = writer.stats()
     assert stats.failed == 1
     assert stats.sent == 3
     assert failures[0][1] == {"bad": [(1, True)]}
-    assert await counts(tsclient, ["good.a", "good.b", "bad"]) == {"good.a": 2, "good.b": 1, "bad": 0}
+    got = await counts(tsclient, ["good.a", "good.b", "bad"])
+    assert got == {"good.a": 2, "good.b": 1, "bad": 0}
 
 
 # -------------------------------------------------------------- backpressure
@@ -328,8 +332,24 @@ def test_spool_torn_tail_and_corruption_ignored(tmp_path: Path) -> None:
 def test_record_framing() -> None:
     body = {"t": "b", "seq": 1}
     frame = encode_record(body)
-    length, _crc = struct.unpack(">II", frame[:8])
+    length, _crc = struct.unpack("<II", frame[:8])
     assert length == len(frame) - 8
     assert [r[2] for r in iter_records(frame + frame)] == [body, body]
     assert list(iter_records(frame[:-1])) == []
     assert list(iter_records(frame[:5])) == []
+
+
+async def test_client_writer_shortcut_builds_a_buffered_writer() -> None:
+    from tsconnector import BufferedWriter, TsClient
+    from tsconnector.server import EmbeddedServer
+
+    async with EmbeddedServer(port=0) as server:
+        async with TsClient("iris", "siri", "dbtest", [(server.host, server.port)]) as client:
+            writer = client.writer(max_batch_points=3, max_delay=0.05)
+            assert isinstance(writer, BufferedWriter)
+            async with writer:
+                for i in range(7):
+                    await writer.add("w", 1_700_000_000 + i, i)
+            assert writer.stats().sent == 7
+            answer = await client.query('select count() from "w"')
+    assert answer == {"w": [[1_700_000_006, 7]]}

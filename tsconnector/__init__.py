@@ -29,8 +29,10 @@ from .info import async_server_info
 from .protocol.constants import MICROSECOND, MILLISECOND, NANOSECOND, SECOND
 from .ql import Duration, Group, Name, Regex, Str, Time, quote_name, quote_regex, quote_str
 from .results import Series, to_arrays, to_dataframe
+from .spool import SpoolLocked
 from .timeutil import from_db_time, to_db_time
 from .version import __version__
+from .writer import BufferedWriter, BufferFull, WriterClosedError, WriterStats
 
 __all__ = [
     "MICROSECOND",
@@ -38,6 +40,8 @@ __all__ = [
     "NANOSECOND",
     "SECOND",
     "AuthenticationError",
+    "BufferFull",
+    "BufferedWriter",
     "ClientClosedError",
     "Duration",
     "Group",
@@ -55,6 +59,7 @@ __all__ = [
     "ServerAnswerError",
     "ServerError",
     "ServerRuntimeError",
+    "SpoolLocked",
     "Str",
     "Time",
     "TsClient",
@@ -63,6 +68,8 @@ __all__ = [
     "TsTimeoutError",
     "UnexpectedAnswerError",
     "UserAuthError",
+    "WriterClosedError",
+    "WriterStats",
     "__version__",
     "async_server_info",
     "from_db_time",

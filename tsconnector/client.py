@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .connection import RequestNotSent
 from .events import EventHub, HostEvent, HostStats
@@ -26,6 +26,9 @@ from .exceptions import (
 from .pool import Host, HostPool, parse_hostlist
 from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, PRECISION_NAMES, RequestType, pack
 from .protocol.packer import PrecisionRequired, pack_insert_for_wire
+
+if TYPE_CHECKING:
+    from .writer import BufferedWriter
 
 __all__ = ["TsClient"]
 
@@ -293,6 +296,15 @@ class TsClient:
             name = answer["data"][0]["value"]
             self._db_precision = PRECISION_NAMES.index(name)
         return self._db_precision
+
+    def writer(self, **options: Any) -> BufferedWriter:
+        """A :class:`~tsconnector.writer.BufferedWriter` on this client (see its options).
+
+        ``async with client.writer(spool_dir="spool") as w: await w.add(name, ts, v)``
+        """
+        from .writer import BufferedWriter
+
+        return BufferedWriter(self, **options)
 
     async def ping(self, timeout: float = 10) -> None:
         """Ping one ready host (round trip through the pool)."""

@@ -1,7 +1,7 @@
 """Spool: the writer's on-disk journal of insert batches (msgpack records, CRC framed).
 
 A spool directory holds segment files ``spool-<n>.log``. Each record is framed as
-``u32 length, u32 crc32, msgpack body``; batch records are fsynced before they count as
+``u32 length, u32 crc32 (little-endian), msgpack body`` (see :mod:`tsconnector.durable`); batch records are fsynced before they count as
 written, and a batch stays until an ack record for it is appended. Torn or corrupt tails
 (a crash in the middle of a write) are detected by length/CRC and ignored. The spool also
 keeps ``position``: how many points were ever written to it, so an ingest process can
@@ -13,24 +13,19 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import struct
 import threading
-import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from .durable import fsync_dir, iter_bodies, pack_record, unpack_record
 from .exceptions import TsConnectorError
 
 __all__ = ["Spool", "SpoolLocked", "SpoolRecord", "points_as_pairs"]
 
 log = logging.getLogger("tsconnector.spool")
 
-_FRAME = struct.Struct(">II")
-_MAX_RECORD = 1 << 30
 _PREFIX = "spool-"
 _SUFFIX = ".log"
 
@@ -61,39 +56,19 @@ def points_as_pairs(points: Any) -> list[Any]:
 
 def encode_record(body: Mapping[str, Any]) -> bytes:
     """One framed record: length, CRC32 of the msgpack body, body."""
-    data = msgpack.packb(body, use_bin_type=True)
-    return _FRAME.pack(len(data), zlib.crc32(data)) + data
+    return pack_record(body)
 
 
 def iter_records(data: bytes) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """``(offset, size, body)`` of every intact record; stops at a torn or corrupt one."""
-    offset = 0
-    end = len(data)
-    while offset + _FRAME.size <= end:
-        length, crc = _FRAME.unpack_from(data, offset)
-        start = offset + _FRAME.size
-        if length > _MAX_RECORD or start + length > end:
-            return
-        body = data[start : start + length]
-        if zlib.crc32(body) != crc:
-            return
+    for offset, size, raw in iter_bodies(data):
         try:
-            record = msgpack.unpackb(body, raw=False, strict_map_key=False)
+            record = unpack_record(raw)
         except Exception:
             return
         if not isinstance(record, dict):
             return
-        yield offset, _FRAME.size + length, record
-        offset = start + length
-    return
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        yield offset, size, record
 
 
 class Spool:
@@ -136,7 +111,7 @@ class Spool:
         for path in stale:
             path.unlink()
         if stale:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return records
 
     def _segments(self) -> list[tuple[int, Path]]:
@@ -188,7 +163,7 @@ class Spool:
         header = encode_record({"t": "h", "end": self.position, "seq": self._next_seq - 1})
         os.write(fd, header)
         os.fsync(fd)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         old = self._current
         self._current, self._current_fd, self._current_size = path, fd, len(header)
         if old is not None and old not in self._pending:

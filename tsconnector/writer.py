@@ -29,13 +29,14 @@ from .exceptions import (
     TsConnectorError,
     TsTimeoutError,
 )
+from .ql import quote_name
 from .spool import Spool, SpoolRecord, points_as_pairs
 from .timeutil import INT64_MAX, INT64_MIN
 
 if TYPE_CHECKING:
     from .client import TsClient
 
-__all__ = ["BufferFull", "BufferedWriter", "WriterClosedError", "WriterStats", "quote_name"]
+__all__ = ["BufferFull", "BufferedWriter", "WriterClosedError", "WriterStats"]
 
 log = logging.getLogger("tsconnector.writer")
 
@@ -52,15 +53,6 @@ class BufferFull(TsConnectorError):
 
 class WriterClosedError(TsConnectorError):
     """Points were added to a writer that is closing or closed."""
-
-
-try:  # the query-building module, when the lead has added it
-    from .ql import quote_name  # type: ignore[attr-defined]
-except ImportError:
-
-    def quote_name(name: str) -> str:
-        """A series name in double quotes with ``"`` doubled (DESIGN decision 4)."""
-        return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -233,7 +225,7 @@ class _Batch:
     """One insert's worth of points on its way to the server."""
 
     __slots__ = ("check", "data", "done", "end", "isolate", "points", "record", "rejected",
-                 "retried")
+                 "replay")
 
     def __init__(self, data: dict[str, Any] | None, points: int, end: int) -> None:
         self.data = data
@@ -241,7 +233,7 @@ class _Batch:
         self.end = end
         self.record: SpoolRecord | None = None
         self.check = False
-        self.retried = False
+        self.replay = False  # its points were read back from the spool
         self.isolate = False
         self.done: set[str] = set()
         self.rejected: set[str] = set()
@@ -305,10 +297,13 @@ class BufferedWriter:
             Spool(spool_dir, segment_bytes=spool_segment_bytes) if spool_dir is not None else None
         )
         self._io: ThreadPoolExecutor | None = None
+        self._sending: _Batch | None = None
         self._pieces: deque[_Piece] = deque()
         self._queue: deque[_Batch] = deque()
         self._buffered = 0  # points in _pieces
         self._loaded = 0  # points of batch data held in memory
+        self._writing = 0  # points being written to the spool
+        self._spooled = 0  # points in the spool not yet acknowledged
         self._position = 0
         self._cut_lock = asyncio.Lock()
         self._wakeup: asyncio.Event | None = None
@@ -350,8 +345,8 @@ class BufferedWriter:
                 batch = _Batch(None, record.points, record.end)
                 batch.record = record
                 batch.check = self.ambiguous == "check"
-                batch.retried = True
                 self._queue.append(batch)
+                self._spooled += record.points
             if records:
                 log.info("replaying %d spooled batch(es)", len(records))
         # host state changes may start or end an outage: re-check waiting adds
@@ -372,11 +367,11 @@ class BufferedWriter:
 
     @property
     def position(self) -> int:
-        """Points made durable so far (in the spool's lifetime when there is one).
+        """Points cut into batches so far, in add order; with a spool, these are durable.
 
-        Right after ``start()`` on a spool it tells an ingest process how many points of
-        its stream (in add order) the previous processes handed over for good, so it can
-        resume its source exactly there.
+        Counted over the spool's lifetime: right after ``start()`` on a spool it tells an
+        ingest process how many points of its stream (in add order) the previous
+        processes handed over for good, so it can resume its source exactly there.
         """
         return self._position
 
@@ -388,11 +383,12 @@ class BufferedWriter:
     def stats(self) -> WriterStats:
         """Counters: buffered, spooled, sent, replayed, failed, last error and more."""
         spool = self._spool
-        memory = self._buffered + sum(b.points for b in self._queue if b.record is None)
+        memory = self._buffered + self._writing
+        memory += sum(b.points for b in self._queue if b.record is None)
         return WriterStats(
             added=self._added,
             buffered=memory,
-            spooled=spool.pending_points if spool is not None else 0,
+            spooled=self._spooled,
             sent=self._sent,
             replayed=self._replayed,
             failed=self._failed,
@@ -479,7 +475,7 @@ class BufferedWriter:
             self._peak = held
         if before == 0:
             self._wake()
-        if self._buffered >= self.max_batch_points:
+        if before // self.max_batch_points != self._buffered // self.max_batch_points:
             self._wake()
             return True
         return False
@@ -496,8 +492,9 @@ class BufferedWriter:
                 raise BufferFull("the writer's buffer is full")
             if self._fatal is not None:
                 raise WriterClosedError(f"the writer stopped: {self._fatal!r}") from self._fatal
-            if self._spool is not None and self._buffered and self._outage:
+            if self._spool is not None and self._outage and (self._buffered or self._evictable):
                 await self._cut(None)
+                self._evict()
                 continue
             await self._wait_change(None)
             self._check_open()
@@ -528,9 +525,10 @@ class BufferedWriter:
     async def close(self, timeout: float | None = None) -> None:
         """Stop accepting points, deliver what is left, stop the background task.
 
-        ``timeout`` (default ``close_timeout``, None = no limit) bounds the delivery; what
-        is undelivered then stays in the spool for the next writer, or, without a spool,
-        is counted as failed and passed to ``on_error``.
+        With a spool, close does not wait out an outage: once a delivery attempt failed,
+        what is left stays spooled for the next writer on that directory. ``timeout``
+        (default ``close_timeout``, None = no limit) bounds the delivery; without a spool,
+        what is undelivered then is counted as failed and passed to ``on_error``.
         """
         if self._closed:
             return
@@ -657,14 +655,18 @@ class BufferedWriter:
                     self._queue.append(_Batch(data, count, self._position))
                 else:
                     written = loop.run_in_executor(self._io, self._spool.append, data, count)
+                    self._writing += count
                     try:
                         record = await asyncio.shield(written)
                     except asyncio.CancelledError:
+                        self._writing -= count
                         self._queue_spooled(data, await written)  # cancelled caller: keep it
                         raise
                     except BaseException:
+                        self._writing -= count
                         self._untake(data, count)
                         raise
+                    self._writing -= count
                     self._queue_spooled(data, record)
                 self._wake()
                 self._notify()
@@ -673,9 +675,7 @@ class BufferedWriter:
         batch = _Batch(data, record.points, record.end)
         batch.record = record
         self._position = record.end
-        if self._queue:  # not next in line: reload it from the spool when due
-            batch.data = None
-            self._loaded -= record.points
+        self._spooled += record.points
         self._queue.append(batch)
 
     def _untake(self, data: dict[str, Any], count: int) -> None:
@@ -703,6 +703,9 @@ class BufferedWriter:
                 if self._fatal is not None:
                     return
                 now = loop.time()
+                if self._queue and now >= self._retry_at:
+                    await self._deliver(self._queue[0])  # delivering goes before cutting more
+                    continue
                 if self._buffered:
                     aged = now - self._pieces[0].t >= self.max_delay
                     if self._closing or aged:
@@ -712,11 +715,13 @@ class BufferedWriter:
                         full = self._buffered - self._buffered % self.max_batch_points
                         await self._cut(full)
                         continue
-                if self._queue and now >= self._retry_at:
-                    await self._deliver(self._queue[0])
-                    continue
-                if self._closing and not self._buffered and not self._queue:
-                    return
+                if self._closing and not self._buffered:
+                    if not self._queue:
+                        return
+                    if self._spool is not None and self._outage:
+                        log.warning("closing during an outage: %d point(s) stay spooled",
+                                    self._spooled)
+                        return
                 deadlines = []
                 if self._buffered:
                     deadlines.append(self._pieces[0].t + self.max_delay)
@@ -751,7 +756,9 @@ class BufferedWriter:
             if self._buffered + self._loaded + batch.points > self.max_buffer_points:
                 await self._cut(None)  # spill the buffer to make room for this batch
             batch.data = self._spool.read(batch.record)
+            batch.replay = True
             self._loaded += batch.points
+        self._sending = batch
         try:
             await self._attempt(batch)
         except ClientClosedError as exc:
@@ -770,6 +777,8 @@ class BufferedWriter:
             self._failed_attempt(batch, exc)
         else:
             self._finish(batch)
+        finally:
+            self._sending = None
 
     async def _attempt(self, batch: _Batch) -> None:
         """Send what is left of ``batch`` (after a read-back when its outcome is unknown)."""
@@ -801,7 +810,7 @@ class BufferedWriter:
                 continue
             sent = _points_of(part)
             self._sent += sent
-            if batch.retried:
+            if batch.replay:
                 self._replayed += sent
             batch.done.update(part)
 
@@ -810,13 +819,22 @@ class BufferedWriter:
         assert loop is not None
         self._last_error = repr(exc)
         self._retries += 1
-        batch.retried = True
         self._attempts += 1
         delay = min(self.retry_max, self.retry_initial * 2 ** min(self._attempts - 1, 30))
         self._retry_at = loop.time() + delay * random.uniform(0.5, 1.0)
         log.debug("batch delivery failed (%r); retrying in <= %.2f s", exc, delay)
         self._release(batch)
         self._notify()  # an outage lets waiting adds spill to the spool
+
+    @property
+    def _evictable(self) -> bool:
+        return any(b.data is not None and b is not self._sending for b in self._queue)
+
+    def _evict(self) -> None:
+        """Drop the in-memory copy of spooled batches (not the one being sent)."""
+        for batch in self._queue:
+            if batch is not self._sending:
+                self._release(batch)
 
     def _release(self, batch: _Batch) -> None:
         """Drop a spooled batch's points from memory between attempts (reloaded when due)."""
@@ -831,6 +849,7 @@ class BufferedWriter:
             batch.data = None
         if batch.record is not None and self._spool is not None:
             self._spool.ack(batch.record)
+            self._spooled -= batch.points
         self._attempts = 0
         self._retry_at = 0.0
         self._batches_sent += 1
@@ -907,7 +926,3 @@ class BufferedWriter:
             return {names[0]: low.get(names[0], []) + high.get(names[0], [])}
         return {str(k): v for k, v in dict(answer).items()}
 
-
-def writer_for(client: TsClient, **options: Any) -> BufferedWriter:
-    """``BufferedWriter(client, **options)``: what ``TsClient.writer(**options)`` returns."""
-    return BufferedWriter(client, **options)

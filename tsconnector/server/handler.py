@@ -16,7 +16,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import AnswerType, Frame, FrameDecoder, FrameError, RequestType, encode_header
+from ..protocol import (
+    HEADER,
+    AnswerType,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    RequestType,
+    encode_header,
+)
 from ..protocol.constants import EMPTY_ANSWERS
 from . import qptokens as qt
 from .files import file_payload
@@ -42,6 +50,8 @@ INLINE_PER_READ = 128
 #: Write gathered answers once this many are waiting, so the client can start on them
 #: while the rest are computed (server and client work in parallel, not in turns).
 FLUSH_EVERY = 16
+#: Answers below this size are gathered and written together; larger ones at once.
+_SMALL = 65536
 
 _FILE_TYPES = frozenset(
     {
@@ -52,6 +62,7 @@ _FILE_TYPES = frozenset(
     }
 )
 _INSERT_BIT = ACCESS_BITS["insert"]
+_pack_header = HEADER.pack
 _FULL = ACCESS_PROFILES["full"]
 
 Job = Callable[[], Awaitable[None]]
@@ -136,13 +147,14 @@ class ClientProtocol(asyncio.Protocol):
 
     def _dispatch_all(self, frames: list[Frame]) -> None:
         self._inline_budget = INLINE_PER_READ
-        for frame in frames:
+        dispatch = self._dispatch
+        for pid, tp, payload in frames:
             if self._closed:
                 return
             try:
-                self._dispatch(frame.pid, frame.tp, frame.payload)
+                dispatch(pid, tp, payload)
             except Exception:  # a bug must never take the server down
-                log.exception("error handling package type %d (pid %d)", frame.tp, frame.pid)
+                log.exception("error handling package type %d (pid %d)", tp, pid)
         self._flush()  # this read's answers go out now, not one loop iteration later
 
     def eof_received(self) -> bool:
@@ -166,18 +178,24 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def send(self, pid: int, tp: int, payload: bytes = b"", *, late: bool = False) -> None:
+        """Queue (small) or write (large) one answer frame."""
+        if len(payload) < _SMALL:
+            self._send_small(pid, tp, payload, self._out_late if late else self._out)
+            return
         if self._closed or self.transport is None or self.transport.is_closing():
             return
-        header = encode_header(len(payload), pid, tp)
-        if len(payload) < 65536:
-            (self._out_late if late else self._out).append(header + payload)
-            if len(self._out) + len(self._out_late) >= FLUSH_EVERY:
-                self._flush()
-            elif self._flush_handle is None:
-                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-        else:
+        self._flush()
+        self.transport.writelines((encode_header(len(payload), pid, tp), payload))
+
+    def _send_small(self, pid: int, tp: int, payload: bytes, out: list[bytes]) -> None:
+        """Add a small answer frame to ``out`` (this iteration's answers or the late ones)."""
+        if self._closed or self.transport is None or self.transport.is_closing():
+            return
+        out.append(_pack_header(len(payload), pid, tp, tp ^ 0xFF) + payload)
+        if len(self._out) + len(self._out_late) >= FLUSH_EVERY:
             self._flush()
-            self.transport.writelines((header, payload))
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Write the answers collected in this loop iteration as one buffer."""
@@ -296,22 +314,19 @@ class ClientProtocol(asyncio.Protocol):
         self.send(pid, AnswerType.RES_AUTH_SUCCESS)
 
     def _on_query(self, pid: int, payload: bytes) -> None:
-        if not self._authenticated(pid):
+        db = self.db
+        if db is None:
+            self.send(pid, AnswerType.ERR_NOT_AUTHENTICATED)
             return
         if len(payload) > MAX_QUERY_PKG_SIZE:
             self.send(pid, AnswerType.ERR_QUERY, error_payload("Query too long."))
             return
-        reader = qt.Reader(payload)
-        kind, _ = reader.next()
-        if not qt.is_array(kind):
-            return
-        kind, raw = reader.next()
-        if kind != qt.RAW:
-            return
-        assert self.db is not None
-        kind, value = reader.next()
-        precision = _effective_precision(value, self.db.precision) if kind == qt.INT else None
-        query = qt.decode_text(raw)
+        request = qt.read_query(payload)
+        if request is None:
+            return  # malformed: SiriDB does not answer
+        raw, value = request
+        precision = None if value is None else _effective_precision(value, db.precision)
+        query = raw.decode("utf-8", "replace")
         session = self.session
         if (
             self._inline_budget > 0
@@ -321,17 +336,27 @@ class ClientProtocol(asyncio.Protocol):
         ):
             # Nothing is queued ahead of it: answer now, without a job or a task.
             self._inline_budget -= 1
-            result = self._execute(pid, session, query, precision)
-            if result is None:
-                return
-            store = self.state.stores.get(session.db.name)
-            if store is None or not store.pending:
-                self._send_answer(pid, *result, late=True)
-                return
-            tp, answer = result
-            self._enqueue(lambda: self._sync_and_answer(pid, session, tp, answer))
+            self._answer_inline(pid, session, query, precision)
             return
         self._enqueue(lambda: self._run_query(pid, session, query, precision))
+
+    def _answer_inline(self, pid: int, session: Any, query: str, precision: int | None) -> None:
+        """Run a query at once; its answer waits only for journal records it wrote."""
+        result = self._execute(pid, session, query, precision)
+        if result is None:
+            return
+        tp, answer = result
+        store = self.state.stores.get(session.db.name)
+        if store is not None and store.pending:
+            self._enqueue(lambda: self._sync_and_answer(pid, session, tp, answer))
+        elif answer is None and tp in EMPTY_ANSWERS:
+            self._send_small(pid, tp, b"", self._out_late)
+        else:
+            payload = pack_answer(answer)
+            if len(payload) < _SMALL:
+                self._send_small(pid, tp, payload, self._out_late)
+            else:
+                self.send(pid, tp, payload, late=True)
 
     def _execute(
         self, pid: int, session: Any, query: str, precision: int | None

@@ -135,3 +135,35 @@ class Reader:
 def decode_text(raw: bytes) -> str:
     """Bytes of a qpack string as text; invalid UTF-8 is replaced, never raised."""
     return raw.decode("utf-8", "replace")
+
+
+def read_query(data: bytes) -> tuple[bytes, int | None] | None:
+    """A query package ``[query, time_precision]`` as SiriDB reads it: the query's raw
+    bytes and the precision when the second item is an integer (else None); None when
+    the package is malformed (the server then does not answer).
+
+    The common shape (a short string followed by ``null`` or a small integer) is read
+    directly; everything else goes through :class:`Reader`.
+    """
+    end = len(data)
+    if end > 2 and (0xED <= data[0] <= 0xF2 or data[0] == 0xFC) and 0x80 <= data[1] < 0xE4:
+        stop = 2 + data[1] - 0x80
+        if stop < end:
+            last = data[stop]
+            if last == 0xFB:
+                return data[2:stop], None
+            if last < 0x40:
+                return data[2:stop], last
+    return _read_query_tokens(data)
+
+
+def _read_query_tokens(data: bytes) -> tuple[bytes, int | None] | None:
+    reader = Reader(data)
+    kind, _ = reader.next()
+    if not is_array(kind):
+        return None
+    kind, raw = reader.next()
+    if kind != RAW:
+        return None
+    kind, value = reader.next()
+    return raw, value if kind == INT else None

@@ -21,9 +21,9 @@ VERSION = "2.0.55"
 
 
 def _default_execute() -> Callable[[Any, str, int | None], tuple[int, Any]]:
-    from .query import execute
+    from .query.evaluator import run  # what ``query.execute`` calls, without its import
 
-    return execute
+    return run
 
 
 @dataclass

@@ -17,20 +17,21 @@ import json
 import logging
 import os
 import re
-import struct
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from ..durable import FRAME, frame_body, fsync_dir, iter_bodies, pack_record, unpack_record
 from .model import Database, Record
+
+__all__ = ["FRAME", "Store", "encode_frame", "iter_frames", "read_meta"]
+
+#: One log record: length and CRC32 of the body, then the body.
+encode_frame = frame_body
 
 log = logging.getLogger(__name__)
 
-FRAME = struct.Struct("<II")
 _LOG_RE = re.compile(r"^wal-(\d{10})\.log$")
 _SNAP_RE = re.compile(r"^snapshot-(\d{10})\.msgpack$")
 META_FILE = "meta.json"
@@ -41,24 +42,10 @@ DEFAULT_SNAPSHOT_BYTES = 64 * 1024 * 1024
 DEFAULT_SNAPSHOT_INTERVAL = 300.0
 
 
-def encode_frame(body: bytes) -> bytes:
-    """One log frame: length and CRC32 of ``body``, then ``body``."""
-    return FRAME.pack(len(body), zlib.crc32(body)) + body
-
-
 def iter_frames(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(end_offset, body)`` for each intact frame; stop at the first bad one."""
-    pos, end = 0, len(data)
-    while end - pos >= FRAME.size:
-        length, crc = FRAME.unpack_from(data, pos)
-        stop = pos + FRAME.size + length
-        if stop > end:
-            return
-        body = data[pos + FRAME.size : stop]
-        if zlib.crc32(body) != crc:
-            return
-        yield stop, body
-        pos = stop
+    """Yield ``(end_offset, body)`` for each intact record; stop at the first bad one."""
+    for offset, size, body in iter_bodies(data):
+        yield offset + size, body
 
 
 def _log_name(gen: int) -> str:
@@ -67,18 +54,6 @@ def _log_name(gen: int) -> str:
 
 def _snap_name(gen: int) -> str:
     return f"snapshot-{gen:010d}.msgpack"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unpack(body: bytes) -> Any:
-    return msgpack.unpackb(body, raw=False, strict_map_key=False)
 
 
 def read_meta(directory: Path) -> dict[str, Any] | None:
@@ -130,7 +105,7 @@ class Store:
             tmp = meta.with_suffix(".tmp")
             tmp.write_text(json.dumps({"name": self.db.name, "precision": self.db.precision}))
             os.replace(tmp, meta)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         logs, snaps = self._scan()
         base = 0
         for gen in sorted(snaps, reverse=True):
@@ -164,7 +139,7 @@ class Store:
             return None
         for _, body in iter_frames(data):
             try:
-                snap = _unpack(body)
+                snap = unpack_record(body)
             except Exception:
                 return None
             return snap if isinstance(snap, dict) else None
@@ -176,7 +151,7 @@ class Store:
         for stop, body in iter_frames(data):
             good = stop
             try:
-                record = _unpack(body)
+                record = unpack_record(body)
                 self.db.apply(tuple(record))
                 self.recovered_records += 1
             except Exception:  # a record that cannot apply was never applied either
@@ -208,7 +183,7 @@ class Store:
         """Journal one record (called by ``Database.commit`` before it applies it)."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        frame = encode_frame(msgpack.packb(record, use_bin_type=True))
+        frame = pack_record(record)
         self._buf += frame
         self._seq += 1
         self._log_bytes += len(frame)
@@ -290,7 +265,7 @@ class Store:
         for gen in touched:
             os.fsync(self._fds[gen])
         if created:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         for gen in [g for g in self._fds if g < current]:
             os.close(self._fds.pop(gen))
 
@@ -303,7 +278,7 @@ class Store:
     async def snapshot(self) -> None:
         """Write a snapshot of the current state and drop the logs it replaces."""
         try:
-            data = encode_frame(msgpack.packb(self.db.snapshot(), use_bin_type=True))
+            data = pack_record(self.db.snapshot())
             if self._buf:
                 self._chunks.append((self._gen, bytes(self._buf)))
                 self._buf = bytearray()
@@ -325,7 +300,7 @@ class Store:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         logs, snaps = self._scan()
         for g in logs:
             if g < gen:

@@ -15,7 +15,7 @@ from tsconnector.server.query.builder import build
 from tsconnector.server.query.errors import AccessDenied, QueryFailure
 from tsconnector.server.query.grammar import ParseFailure
 from tsconnector.server.query.helptext import help_text
-from tsconnector.server.query.select import convert_ts, run_select
+from tsconnector.server.query.select import SelectPlan, convert_ts, plan_select, run_select
 from tsconnector.server.query.timeexpr import TimeContext, evaluate
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ MAX_QUERY_BYTES = 65535
 PARSE_CACHE_SIZE = 1024
 
 _LOG = logging.getLogger("tsconnector.server.query")
+_UNITS = UNITS_PER_SECOND
+_ACCESS_BITS = ACCESS_BITS
 
 #: The access right each statement needs (statements not listed need none).
 _REQUIRED_ACCESS: dict[type, str] = {
@@ -64,12 +66,16 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
         ):
             raise QueryFailure("Query too long.")
         parsed = parse_cached(query)
+        statement = parsed.statement
         db = session.db
-        now = int(session.now() * UNITS_PER_SECOND[db.precision])
-        ctx = TimeContext(db.precision, db.timezone, now)
-        started = time.perf_counter()
-        _check_access(session, parsed.statement)
-        answer = _dispatch(parsed.statement, session, ctx, time_precision)
+        ctx = TimeContext(db.precision, db.timezone, int(session.now() * _UNITS[db.precision]))
+        started = time.perf_counter() if parsed.timeit else 0.0
+        _check_access(session, statement)
+        if type(statement) is s.Select:
+            plan = plan_cached(query, db.precision, db.timezone)
+            answer = run_select(statement, db, ctx, time_precision, plan)
+        else:
+            answer = _dispatch(statement, session, ctx, time_precision)
         if parsed.timeit:
             answer["__timeit__"] = [
                 {"server": session.server_name, "time": time.perf_counter() - started}]
@@ -93,12 +99,21 @@ def parse_cached(query: str) -> s.Query:
     return build(query)
 
 
+@lru_cache(maxsize=PARSE_CACHE_SIZE)
+def plan_cached(query: str, precision: int, tz: str) -> SelectPlan | None:
+    """The reusable plan of a select query, remembered by text, precision and zone
+    (what the plan's evaluated arguments depend on); only valid select texts come here."""
+    statement = parse_cached(query).statement
+    assert isinstance(statement, s.Select)
+    return plan_select(statement, precision, tz)
+
+
 def _check_access(session: Session, statement: s.Statement) -> None:
     needed = _REQUIRED_ACCESS.get(type(statement))
     if needed is None:
         return
     user = session.db.users.get(session.user)
-    if user is None or not user.access & ACCESS_BITS[needed]:
+    if user is None or not user.access & _ACCESS_BITS[needed]:
         raise AccessDenied(session.user, needed)
 
 

@@ -33,6 +33,9 @@ POINTS_LIMIT = (
 )
 
 Points = tuple[list[int], list[Any], str]
+#: ``(start, end, head, tail)`` of a select; None where not given.
+Bounds = tuple[int | None, int | None, int | None, int | None]
+_NO_BOUNDS: Bounds = (None, None, None, None)
 
 
 def _float32(value: float) -> float:
@@ -131,10 +134,58 @@ def _names_only(match: s.Match) -> bool:
     return False
 
 
-def run_select(
-    stmt: s.Select, db: Database, ctx: TimeContext, precision: int | None
-) -> dict[str, list[list[Any]]]:
-    """The answer of a select statement, keyed by (prefixed) series name."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class SelectPlan:
+    """What a select needs that depends only on its text, the precision and the zone.
+
+    Built once per query text (see :func:`plan_select`), so repeated queries skip
+    evaluating and validating their function chains; ``bounds`` is None when the time
+    range or ``head``/``tail`` use ``now`` (or are invalid) and must be evaluated per run.
+    """
+
+    chains: tuple[tuple[FunctionCall, ...], ...]
+    merge_calls: tuple[FunctionCall, ...] | None
+    bounds: Bounds | None
+
+
+def _uses_now(expr: s.Expr | None) -> bool:
+    return expr is not None and any(tok.kind == "now" for tok in expr.tokens)
+
+
+def _chain_uses_now(specs: Sequence[s.FuncSpec]) -> bool:
+    return any(_uses_now(spec.limit) or any(map(_uses_now, spec.args)) for spec in specs)
+
+
+def plan_select(stmt: s.Select, precision: int, tz: str) -> SelectPlan | None:
+    """The reusable part of ``stmt``; None when its chains use ``now`` or fail to validate
+    (those are then built, and their errors raised, on every run)."""
+    specs = [a.functions for a in stmt.aggregates]
+    if stmt.merge is not None and stmt.merge.using is not None:
+        specs.append(stmt.merge.using)
+    if any(map(_chain_uses_now, specs)):
+        return None
+    ctx = TimeContext(precision, tz, 0)
+    try:
+        chains, merge_calls = _build_chains(stmt, ctx)
+    except QueryFailure:
+        return None
+    bounds = None
+    if not any(map(_uses_now, (stmt.after, stmt.before, stmt.head, stmt.tail))):
+        try:
+            bounds = _bounds(stmt, ctx)
+        except QueryFailure:
+            bounds = None
+    return SelectPlan(
+        tuple(map(tuple, chains)),
+        tuple(merge_calls) if merge_calls is not None else None,
+        bounds,
+    )
+
+
+def _build_chains(
+    stmt: s.Select, ctx: TimeContext
+) -> tuple[list[list[FunctionCall]], list[FunctionCall] | None]:
+    """Check prefixes, then build and validate every chain (the server's parse order)."""
     aggregates = stmt.aggregates
     if len(aggregates) > 1:
         keys = [(a.prefix, a.suffix) for a in aggregates]
@@ -146,13 +197,74 @@ def run_select(
         merge_calls = build_calls(stmt.merge.using, ctx)
     for chain in [*chains, *([merge_calls] if merge_calls else [])]:
         _validate(chain)
+    return chains, merge_calls
 
+
+def _bounds(stmt: s.Select, ctx: TimeContext) -> Bounds:
+    """``(start, end, head, tail)`` of a select, each None when not given."""
     start = evaluate_time(stmt.after, ctx) if stmt.after is not None else None
     end = evaluate_time(stmt.before, ctx) if stmt.before is not None else None
     if start is not None and end is not None and start > end:
         raise QueryFailure(f"Start time ({start}) should not be greater than end time ({end})")
     head = evaluate(stmt.head, ctx) if stmt.head is not None else None
     tail = evaluate(stmt.tail, ctx) if stmt.tail is not None else None
+    return start, end, head, tail
+
+
+def _whole_head(call: FunctionCall, series: Series) -> Points | None:
+    """``first()``, ``last()`` or ``count()`` of a whole (non-empty) series, read without
+    copying its points; None for any other function."""
+    if call.window is not None or not series.ts:
+        return None
+    name = call.name
+    if name == "last":
+        return [series.ts[-1]], [series.values[-1]], series.tp
+    if name == "first":
+        return [series.ts[0]], [series.values[0]], series.tp
+    if name == "count":
+        return [series.ts[-1]], [len(series.ts)], "integer"
+    return None
+
+
+def _read_points(
+    series: Series, chain: Sequence[FunctionCall], bounds: Bounds, whole: bool
+) -> Points:
+    """One series through one chain, as the server reads and computes it."""
+    if whole and chain:
+        if series.tp == "string":
+            quirk = _string_chunk_answer(series, chain)
+            if quirk is not None:
+                return run_chain(quirk[1], quirk[0])
+        head_out = _whole_head(chain[0], series)
+        if head_out is not None:
+            return run_chain(chain[1:], head_out) if len(chain) > 1 else head_out
+    start, end, head, tail = bounds
+    ts, values = series.slice(start, end)  # fresh lists: the chain may keep them
+    if head is not None:
+        ts, values = ts[:max(head, 0)], values[:max(head, 0)]
+    if tail is not None:
+        cut = max(len(ts) - max(tail, 0), 0)
+        ts, values = ts[cut:], values[cut:]
+    return run_chain(chain, (ts, values, series.tp))
+
+
+def run_select(
+    stmt: s.Select,
+    db: Database,
+    ctx: TimeContext,
+    precision: int | None,
+    plan: SelectPlan | None = None,
+) -> dict[str, list[list[Any]]]:
+    """The answer of a select statement, keyed by (prefixed) series name.
+
+    ``plan`` (from :func:`plan_select` for the same statement, precision and zone)
+    saves rebuilding the function chains and constant time bounds.
+    """
+    if plan is None:
+        chains, merge_calls = _build_chains(stmt, ctx)
+    else:
+        chains, merge_calls = plan.chains, plan.merge_calls  # type: ignore[assignment]
+    bounds = plan.bounds if plan is not None and plan.bounds is not None else _bounds(stmt, ctx)
 
     # The server runs each aggregate over every series in its own (id) order; the
     # points limit counts the points each aggregate produced, checked before reading
@@ -162,47 +274,55 @@ def run_select(
     selected = 0
     results: dict[str, Points] = {}
     merge_parts: dict[str, list[Points]] = {}
-    whole = start is None and end is None and head is None and tail is None
-    for aggregate, chain in zip(aggregates, chains):
-        if stmt.merge is not None:
-            parts = merge_parts.setdefault(
-                aggregate.prefix + stmt.merge.name + aggregate.suffix, [])
+    whole = bounds == _NO_BOUNDS
+    merge = stmt.merge
+    for aggregate, chain in zip(stmt.aggregates, chains):
+        if merge is not None:
+            parts = merge_parts.setdefault(aggregate.prefix + merge.name + aggregate.suffix, [])
         for series in series_list:
             if selected > limit:
                 raise QueryFailure(POINTS_LIMIT.format(limit))
-            quirk = _string_chunk_answer(series, chain) if whole else None
-            if quirk is not None:
-                out = run_chain(quirk[1], quirk[0])
-            else:
-                ts, values = series.slice(start, end)
-                if head is not None:
-                    ts, values = ts[:max(head, 0)], values[:max(head, 0)]
-                if tail is not None:
-                    cut = max(len(ts) - max(tail, 0), 0)
-                    ts, values = ts[cut:], values[cut:]
-                out = run_chain(chain, (list(ts), list(values), series.tp))
+            out = _read_points(series, chain, bounds, whole)
             selected += len(out[0])
-            if stmt.merge is not None:
+            if merge is not None:
                 parts.append(out)
             else:
                 results[aggregate.prefix + series.name + aggregate.suffix] = out
     if selected > limit and not _names_only(stmt.match):
         raise QueryFailure(POINTS_LIMIT.format(limit))
     db.selected_points += selected
+    if merge is not None:
+        _merge_results(merge_parts, merge_calls, results)
+    return _answer(results, db.precision, precision)
 
-    if stmt.merge is not None:
-        for name, parts in merge_parts.items():
-            try:
-                merged: Points = merge_series(parts)
-            except FunctionError as exc:
-                raise QueryFailure(str(exc)) from exc
-            if merge_calls is not None and merged[0]:
-                merged = run_chain(merge_calls, merged)
-            results[name] = merged
 
+def _merge_results(
+    merge_parts: dict[str, list[Points]],
+    merge_calls: Sequence[FunctionCall] | None,
+    results: dict[str, Points],
+) -> None:
+    """Merge each group of parts into ``results``, then run the ``using`` chain."""
+    for name, parts in merge_parts.items():
+        try:
+            merged: Points = merge_series(parts)
+        except FunctionError as exc:
+            raise QueryFailure(str(exc)) from exc
+        if merge_calls is not None and merged[0]:
+            merged = run_chain(merge_calls, merged)
+        results[name] = merged
+
+
+def _answer(
+    results: dict[str, Points], db_precision: int, precision: int | None
+) -> dict[str, list[list[Any]]]:
+    """``{name: [[ts, value], ...]}`` in the server's (byte-wise) name order."""
     answer: dict[str, list[list[Any]]] = {}
-    for name in sorted(results, key=str.encode):
+    names = sorted(results, key=str.encode) if len(results) > 1 else results
+    same = precision is None or precision == db_precision
+    for name in names:
         ts, values, _ = results[name]
-        answer[name] = [
-            [convert_ts(t, db.precision, precision), v] for t, v in zip(ts, values)]
+        if same:
+            answer[name] = list(map(list, zip(ts, values)))
+        else:
+            answer[name] = [[convert_ts(t, db_precision, precision), v] for t, v in zip(ts, values)]
     return answer

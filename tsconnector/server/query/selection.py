@@ -110,6 +110,9 @@ def select_series(
     ctx: TimeContext,
 ) -> list[Series]:
     """Series matching ``match`` and ``where``, in the server's list order."""
+    if type(match) is s.MatchName and where is None:
+        found = db.series.get(match.name)
+        return [] if found is None else [found]
     if match is not None and not isinstance(match, s.MatchAll):
         wanted = _names(match, db)
         if len(wanted) * 8 < len(db.series):

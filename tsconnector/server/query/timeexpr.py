@@ -7,8 +7,8 @@ truncating towards zero; date strings are read in the database's time zone.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from tsconnector.server.query.errors import QueryFailure
@@ -24,9 +24,11 @@ _DATE = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class TimeContext:
-    """What a time expression needs: database precision, time zone and the current time."""
+class TimeContext(NamedTuple):
+    """What a time expression needs: database precision, time zone and the current time.
+
+    A named tuple: one is built per query, and that is cheaper than a frozen dataclass.
+    """
 
     precision: int
     tz: str
