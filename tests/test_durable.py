@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from tsconnector.durable import iter_bodies, pack_record, unpack_record
 
 records_st = st.lists(
-    st.dictionaries(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20), max_size=4),
+    st.dictionaries(
+        st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20), max_size=4
+    ),
     max_size=8,
 )
 

@@ -1,11 +1,12 @@
 """Spool: the writer's on-disk journal of insert batches (msgpack records, CRC framed).
 
-A spool directory holds segment files ``spool-<n>.log``. Each record is framed as
-``u32 length, u32 crc32 (little-endian), msgpack body`` (see :mod:`tsconnector.durable`); batch records are fsynced before they count as
-written, and a batch stays until an ack record for it is appended. Torn or corrupt tails
-(a crash in the middle of a write) are detected by length/CRC and ignored. The spool also
-keeps ``position``: how many points were ever written to it, so an ingest process can
-tell where to resume its source after a crash. One writer at a time (``flock``).
+A spool directory holds segment files ``spool-<n>.log`` of records framed by
+:mod:`tsconnector.durable` (length, CRC32, msgpack body); batch records are fsynced
+before they count as written, and a batch stays until an ack record for it is
+appended. Torn or corrupt tails (a crash in the middle of a write) are detected by
+length/CRC and ignored. The spool also keeps ``position``: how many points were ever
+written to it, so an ingest process can tell where to resume its source after a crash.
+One writer at a time (``flock``).
 """
 
 from __future__ import annotations
