@@ -291,17 +291,19 @@ def test_uniform_point_runs_decode_like_qpack() -> None:
 
 
 @pytest.mark.slow
-async def test_million_point_insert_is_fast(client: RawClient, server: EmbeddedServer) -> None:
-    loop = asyncio.get_running_loop()
+async def test_million_point_insert_is_stored_exactly(
+    client: RawClient, server: EmbeddedServer
+) -> None:
+    # Speed is measured in benchmarks/bench_server.py; here the large path must be exact.
     points = [[1699920000 + i, i * 0.5 + 0.25] for i in range(1_000_000)]
     payload = qpack.packb({"big": points})
-    start = loop.time()
     client.send(RequestType.INSERT, payload, raw=True)
-    frame = await client.recv(timeout=30)
-    elapsed = loop.time() - start
+    frame = await client.recv(timeout=60)
     assert frame.tp == AnswerType.RES_INSERT
-    assert server.database("dbtest").series["big"].length == 1_000_000
-    assert elapsed < 6.0  # ~1-2 s on a quiet machine; generous for shared CI cores
+    series = server.database("dbtest").series["big"]
+    assert series.length == 1_000_000
+    assert series.ts[::99_999] == [p[0] for p in points[::99_999]]
+    assert series.values[::99_999] == [p[1] for p in points[::99_999]]
 
 
 # -- access, files, services -------------------------------------------------------------------

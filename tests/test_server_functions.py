@@ -510,22 +510,22 @@ def test_read_string_chunk_quirk() -> None:
 
 
 @pytest.mark.slow
-def test_mean_one_million_points_is_fast() -> None:
-    import time
-
+def test_mean_over_one_million_points_matches_numpy() -> None:
+    # Speed is measured in benchmarks/bench_server.py; here the large path must be exact.
     n = 1_000_000
     ts = list(range(1_699_920_000, 1_699_920_000 + n))
     vals = np.random.default_rng(1).normal(size=n).tolist()
-    start = time.perf_counter()
-    out_ts, _out_vals, tp = apply_function(F("mean", window=H), ts, vals, "float")
-    elapsed = time.perf_counter() - start
+    out_ts, out_vals, tp = apply_function(F("mean", window=H), ts, vals, "float")
     assert tp == "float"
     assert len(out_ts) == math.ceil(n / H) + 1
-    assert elapsed < 1.0
-    start = time.perf_counter()
-    apply_function(F("mean", window=1), ts, vals, "float")
-    apply_function(F("stddev"), ts, vals, "float")
-    assert time.perf_counter() - start < 2.5
+    arr_ts, arr_vals = np.array(ts), np.array(vals)
+    buckets = -(-arr_ts // H) * H
+    for label, got in zip(out_ts[:5], out_vals[:5]):
+        assert got == pytest.approx(arr_vals[buckets == label].mean(), rel=1e-12)
+    every, _, _ = apply_function(F("mean", window=1), ts, vals, "float")
+    assert every == ts
+    (_, (stddev,), _) = apply_function(F("stddev"), ts, vals, "float")
+    assert stddev == pytest.approx(float(np.std(arr_vals, ddof=1)), rel=1e-9)
 
 
 # --------------------------------------------------------------------------- properties
