@@ -43,7 +43,7 @@ MAX_QUERY_PKG_SIZE = 65535
 #: Stop reading from a client with this many queued queries/inserts.
 MAX_QUEUED = 256
 #: Let other connections run after this many queued jobs in a row.
-JOBS_PER_TURN = 16
+JOBS_PER_TURN = 64
 #: Queries answered directly from one read while nothing is queued (no task per query);
 #: the rest of that read goes through the queue.
 INLINE_PER_READ = 128
@@ -65,7 +65,8 @@ _INSERT_BIT = ACCESS_BITS["insert"]
 _pack_header = HEADER.pack
 _FULL = ACCESS_PROFILES["full"]
 
-Job = Callable[[], Awaitable[None]]
+#: A queued request: answers at once (returns None) or returns what to await.
+Job = Callable[[], Awaitable[None] | None]
 
 
 def _effective_precision(value: int, db_precision: int) -> int | None:
@@ -247,7 +248,9 @@ class ClientProtocol(asyncio.Protocol):
                     continue
                 job = self._queue.popleft()
                 try:
-                    await job()
+                    pending = job()
+                    if pending is not None:
+                        await pending
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -336,44 +339,37 @@ class ClientProtocol(asyncio.Protocol):
         ):
             # Nothing is queued ahead of it: answer now, without a job or a task.
             self._inline_budget -= 1
-            self._answer_inline(pid, session, query, precision)
+            held = self._answer_now(pid, session, query, precision, late=True)
+            if held is not None:  # its answer must wait for its journal records
+                tp, answer = held
+                self._enqueue(lambda: self._sync_and_answer(pid, session, tp, answer))
             return
         self._enqueue(lambda: self._run_query(pid, session, query, precision))
 
-    def _answer_inline(self, pid: int, session: Any, query: str, precision: int | None) -> None:
-        """Run a query at once; its answer waits only for journal records it wrote."""
-        result = self._execute(pid, session, query, precision)
-        if result is None:
-            return
-        tp, answer = result
-        store = self.state.stores.get(session.db.name)
-        if store is not None and store.pending:
-            self._enqueue(lambda: self._sync_and_answer(pid, session, tp, answer))
-        elif answer is None and tp in EMPTY_ANSWERS:
-            self._send_small(pid, tp, b"", self._out_late)
-        else:
-            payload = pack_answer(answer)
-            if len(payload) < _SMALL:
-                self._send_small(pid, tp, payload, self._out_late)
-            else:
-                self.send(pid, tp, payload, late=True)
-
-    def _execute(
-        self, pid: int, session: Any, query: str, precision: int | None
+    def _answer_now(
+        self, pid: int, session: Any, query: str, precision: int | None, *, late: bool
     ) -> tuple[int, Any] | None:
-        """Run the query engine; None (after answering) if it failed unexpectedly."""
+        """Execute and answer a query; returns its result instead of answering when the
+        query wrote journal records that are not durable yet."""
         try:
-            return self.state.execute(session, query, precision)
+            result = self.state.execute(session, query, precision)
         except Exception:  # a bug in the query engine must not leave the client waiting
             log.exception("query failed: %r", query)
             message = "Critical error while processing the query."
             self.send(pid, AnswerType.ERR_MSG, error_payload(message))
             return None
+        store = self.state.stores.get(session.db.name)
+        if store is not None and store.pending:
+            return result
+        self._send_answer(pid, result[0], result[1], late=late)
+        return None
 
-    async def _run_query(self, pid: int, session: Any, query: str, precision: int | None) -> None:
-        result = self._execute(pid, session, query, precision)
-        if result is not None:
-            await self._sync_and_answer(pid, session, *result)
+    def _run_query(
+        self, pid: int, session: Any, query: str, precision: int | None
+    ) -> Awaitable[None] | None:
+        """A queued query: answered at once, or a coroutine that syncs and then answers."""
+        held = self._answer_now(pid, session, query, precision, late=False)
+        return None if held is None else self._sync_and_answer(pid, session, *held)
 
     async def _sync_and_answer(self, pid: int, session: Any, tp: int, answer: Any) -> None:
         """Make the query's journal records durable, then answer."""
@@ -388,10 +384,11 @@ class ClientProtocol(asyncio.Protocol):
         self._send_answer(pid, tp, answer)
 
     def _send_answer(self, pid: int, tp: int, answer: Any, *, late: bool = False) -> None:
-        if answer is None and tp in EMPTY_ANSWERS:
-            self.send(pid, tp, late=late)
+        payload = b"" if answer is None and tp in EMPTY_ANSWERS else pack_answer(answer)
+        if len(payload) < _SMALL:
+            self._send_small(pid, tp, payload, self._out_late if late else self._out)
         else:
-            self.send(pid, tp, pack_answer(answer), late=late)
+            self.send(pid, tp, payload, late=late)
 
     def _on_insert(self, pid: int, payload: bytes) -> None:
         if not self._authenticated(pid):

@@ -15,7 +15,13 @@ from tsconnector.server.query.builder import build
 from tsconnector.server.query.errors import AccessDenied, QueryFailure
 from tsconnector.server.query.grammar import ParseFailure
 from tsconnector.server.query.helptext import help_text
-from tsconnector.server.query.select import SelectPlan, convert_ts, plan_select, run_select
+from tsconnector.server.query.select import (
+    SelectPlan,
+    convert_ts,
+    plan_select,
+    run_select,
+    run_single,
+)
 from tsconnector.server.query.timeexpr import TimeContext, evaluate
 
 if TYPE_CHECKING:
@@ -68,14 +74,16 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
         parsed = parse_cached(query)
         statement = parsed.statement
         db = session.db
-        ctx = TimeContext(db.precision, db.timezone, int(session.now() * _UNITS[db.precision]))
         started = time.perf_counter() if parsed.timeit else 0.0
         _check_access(session, statement)
         if type(statement) is s.Select:
             plan = plan_cached(query, db.precision, db.timezone)
-            answer = run_select(statement, db, ctx, time_precision, plan)
+            if plan is not None and plan.single is not None and plan.bounds is not None:
+                answer = run_single(plan, statement, db, time_precision)  # needs no clock
+            else:
+                answer = run_select(statement, db, _context(session), time_precision, plan)
         else:
-            answer = _dispatch(statement, session, ctx, time_precision)
+            answer = _dispatch(statement, session, _context(session), time_precision)
         if parsed.timeit:
             answer["__timeit__"] = [
                 {"server": session.server_name, "time": time.perf_counter() - started}]
@@ -97,6 +105,12 @@ def parse_cached(query: str) -> s.Query:
     statement is valid for later runs. Syntax errors are not cached (they raise).
     """
     return build(query)
+
+
+def _context(session: Session) -> TimeContext:
+    """The time context of one query: the database's precision and zone, and now."""
+    db = session.db
+    return TimeContext(db.precision, db.timezone, int(session.now() * _UNITS[db.precision]))
 
 
 @lru_cache(maxsize=PARSE_CACHE_SIZE)

@@ -146,6 +146,9 @@ class SelectPlan:
     chains: tuple[tuple[FunctionCall, ...], ...]
     merge_calls: tuple[FunctionCall, ...] | None
     bounds: Bounds | None
+    #: The name when the select reads one named series through one chain, without
+    #: ``where`` or ``merge`` (answered by :func:`run_single`).
+    single: str | None = None
 
 
 def _uses_now(expr: s.Expr | None) -> bool:
@@ -175,10 +178,14 @@ def plan_select(stmt: s.Select, precision: int, tz: str) -> SelectPlan | None:
             bounds = _bounds(stmt, ctx)
         except QueryFailure:
             bounds = None
+    single = None
+    if len(chains) == 1 and stmt.where is None and stmt.merge is None:
+        single = stmt.match.name if isinstance(stmt.match, s.MatchName) else None
     return SelectPlan(
         tuple(map(tuple, chains)),
         tuple(merge_calls) if merge_calls is not None else None,
         bounds,
+        single,
     )
 
 
@@ -260,6 +267,8 @@ def run_select(
     ``plan`` (from :func:`plan_select` for the same statement, precision and zone)
     saves rebuilding the function chains and constant time bounds.
     """
+    if plan is not None and plan.single is not None and plan.bounds is not None:
+        return run_single(plan, stmt, db, precision)
     if plan is None:
         chains, merge_calls = _build_chains(stmt, ctx)
     else:
@@ -294,6 +303,24 @@ def run_select(
     if merge is not None:
         _merge_results(merge_parts, merge_calls, results)
     return _answer(results, db.precision, precision)
+
+
+def run_single(
+    plan: SelectPlan, stmt: s.Select, db: Database, precision: int | None
+) -> dict[str, list[list[Any]]]:
+    """:func:`run_select` for a plan with ``single`` and constant ``bounds``: one named
+    series through one chain (the points limit, checked before a second series and
+    never for names alone, cannot be reached)."""
+    aggregate = stmt.aggregates[0]
+    series = db.series.get(plan.single)  # type: ignore[arg-type]
+    if series is None:
+        return {}
+    bounds = plan.bounds
+    assert bounds is not None
+    out = _read_points(series, plan.chains[0], bounds, bounds == _NO_BOUNDS)
+    db.selected_points += len(out[0])
+    name = aggregate.prefix + series.name + aggregate.suffix
+    return _answer({name: out}, db.precision, precision)
 
 
 def _merge_results(
