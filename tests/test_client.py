@@ -469,3 +469,30 @@ async def test_insert_numpy_datetime64_uses_the_database_precision() -> None:
             await client.insert({"dt": (stamps, np.array([1.0, 2.0]))})
             answer = await client.query('select * from "dt"')
     assert answer == {"dt": [[1_699_920_000_250, 1.0], [1_699_920_001_000, 2.0]]}
+
+
+async def test_large_insert_streams_while_small_requests_keep_their_answers() -> None:
+    """A multi-megabyte insert is written in chunks; requests sent meanwhile queue behind it."""
+    import numpy as np
+
+    from tsconnector import TsClient
+    from tsconnector.server import EmbeddedServer
+
+    n = 400_000  # about 7 MB on the wire, well above the streaming threshold
+    ts = np.arange(1_600_000_000, 1_600_000_000 + n, dtype=np.int64)
+    async with EmbeddedServer(port=0) as server:
+        async with TsClient("iris", "siri", "dbtest", [(server.host, server.port)]) as client:
+            await client.insert({"small": [[1, 1]]})
+            big = asyncio.ensure_future(
+                client.insert({"big": (ts, np.arange(n, dtype=np.float64))})
+            )
+            await asyncio.sleep(0)  # let the insert start writing
+            small = await asyncio.gather(
+                *(client.query('select count() from "small"') for _ in range(20))
+            )
+            assert all(answer == {"small": [[1, 1]]} for answer in small)
+            assert (await big)["success_msg"] == f"Successfully inserted {n} point(s)."
+            lists = {"lists": [[int(t), 1.5] for t in ts[:100_000]]}  # unframed bytes path
+            assert (await client.insert(lists))["success_msg"].endswith("100000 point(s).")
+            count = await client.query('select count() from "big", "lists"')
+    assert count == {"big": [[1_600_000_000 + n - 1, n]], "lists": [[1_600_099_999, 100_000]]}

@@ -448,3 +448,64 @@ async def test_async_server_info_returns_answer() -> None:
 
     async with ScriptedServer(handler) as server:
         assert await async_server_info("127.0.0.1", server.port) == {"version": "2.0.55"}
+
+
+class _SlowReaderServer(asyncio.Protocol):
+    """Authenticates, then stops reading until ``release`` is set; answers pids in order."""
+
+    release: asyncio.Event
+    received: list[tuple[int, int, int]]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        from tsconnector.protocol import FrameDecoder
+
+        self.transport = transport  # type: ignore[assignment]
+        self.decoder = FrameDecoder()
+
+    def data_received(self, data: bytes) -> None:
+        from tsconnector.protocol import AnswerType, RequestType, encode_frame, pack
+
+        for pid, tp, payload in self.decoder.feed(data):
+            self.received.append((pid, tp, len(payload)))
+            if tp == RequestType.AUTH:
+                self.transport.write(encode_frame(pid, AnswerType.RES_AUTH_SUCCESS))
+                self.transport.pause_reading()  # type: ignore[attr-defined]
+                asyncio.get_running_loop().create_task(self._resume_later())
+            else:
+                self.transport.write(encode_frame(pid, AnswerType.RES_QUERY, pack({"n": pid})))
+
+    async def _resume_later(self) -> None:
+        await self.release.wait()
+        self.transport.resume_reading()  # type: ignore[attr-defined]
+
+
+async def test_frames_sent_while_a_large_frame_streams_queue_behind_it() -> None:
+    from tsconnector.connection import open_connection
+    from tsconnector.protocol import RequestType
+
+    loop = asyncio.get_running_loop()
+    release = asyncio.Event()
+    received: list[tuple[int, int, int]] = []
+
+    def factory() -> _SlowReaderServer:
+        proto = _SlowReaderServer()
+        proto.release, proto.received = release, received
+        return proto
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = await open_connection("127.0.0.1", port, "u", "p", "db", timeout=5, loop=loop)
+    try:
+        big = b"\xfc" + b"\x01" * (16 << 20)  # far more than the socket buffers hold
+        deadline = loop.time() + 30
+        big_fut, big_pid = conn.send(RequestType.QUERY, big, deadline)
+        assert conn.writing_paused  # the stream stopped at the full socket
+        small_fut, small_pid = conn.send(RequestType.QUERY, b"\xfb", deadline)
+        release.set()
+        assert await big_fut == {"n": big_pid}
+        assert await small_fut == {"n": small_pid}
+        assert received[1:] == [(big_pid, 0, len(big)), (small_pid, 0, 1)]
+    finally:
+        conn.abort(None)
+        server.close()
+        await server.wait_closed()

@@ -10,6 +10,7 @@ backpressure and sends keepalive pings while idle to detect half-open sockets.
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import logging
 import socket
@@ -46,6 +47,10 @@ _PID_MASK = _PID_COUNT - 1
 #: Payloads at least this large are handed to the transport without concatenation;
 #: smaller frames are gathered and written once per event-loop iteration.
 _ZERO_COPY_THRESHOLD = 1 << 16
+#: Frames at least this large are streamed in chunks as the socket drains, so the
+#: transport never holds a second copy of a big insert.
+_STREAM_THRESHOLD = 1 << 20
+_STREAM_CHUNK = 1 << 18
 #: Rebuild the deadline heap when it holds this many more entries than live requests.
 _HEAP_SLACK = 1024
 #: asyncio runs a timer this early (its clock resolution); the sweep does the same.
@@ -114,6 +119,9 @@ class Connection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_pids: list[int] = []
         self._flush_handle: asyncio.Handle | None = None
+        # Output waiting behind a streamed frame: [view, pids not yet started] entries.
+        self._pending: collections.deque[list[Any]] = collections.deque()
+        self._unstarted: set[int] = set()
         # (deadline, pid) of requests in flight; stale entries are skipped lazily.
         self._deadlines: list[tuple[float, int]] = []
         self._sweep_handle: asyncio.TimerHandle | None = None
@@ -175,7 +183,7 @@ class Connection(asyncio.Protocol):
             self._keepalive_handle = None
         self._cancel_sweep()
         self._deadlines = []
-        unsent = set(self._out_pids)
+        unsent = set(self._out_pids) | self._unstarted
         self._drop_output()
         reason = self._close_reason or exc
         requests, self._requests = self._requests, {}
@@ -255,8 +263,10 @@ class Connection(asyncio.Protocol):
         self._writing_paused = True
 
     def resume_writing(self) -> None:
-        """The transport buffer drained: wake waiting writers."""
+        """The transport buffer drained: continue a streamed frame, wake waiting writers."""
         self._writing_paused = False
+        if self._pending:
+            self._pump()
         waiters, self._write_waiters = self._write_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -324,7 +334,19 @@ class Connection(asyncio.Protocol):
         self._requests[pid] = _Request(fut, deadline, tp, decode)
         self.in_flight += 1
         self._add_deadline(deadline, pid)
-        if framed:
+        if size >= _STREAM_THRESHOLD:
+            self._flush()
+            if framed:
+                HEADER.pack_into(payload, 0, size, pid, tp, tp ^ 0xFF)
+                self._queue(memoryview(payload), (pid,))
+            else:
+                self._queue(memoryview(HEADER.pack(size, pid, tp, tp ^ 0xFF)), (pid,))
+                self._queue(memoryview(payload), ())
+            self._pump()
+        elif self._pending:  # behind a streamed frame: keep the order
+            frame = HEADER.pack(size, pid, tp, tp ^ 0xFF) + bytes(payload)
+            self._queue(memoryview(frame), (pid,))
+        elif framed:
             self._flush()
             HEADER.pack_into(payload, 0, size, pid, tp, tp ^ 0xFF)
             transport.write(payload)
@@ -358,9 +380,40 @@ class Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        self._out = []
-        self._out_pids = []
-        transport.write(out[0] if len(out) == 1 else b"".join(out))
+        pids, self._out, self._out_pids = self._out_pids, [], []
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self._pending:
+            self._queue(memoryview(data), pids)
+        else:
+            transport.write(data)
+
+    def _queue(self, view: memoryview, pids: tuple[int, ...] | list[int]) -> None:
+        """Put output behind the frame being streamed (``pids`` start with its first byte)."""
+        self._pending.append([view, pids])
+        self._unstarted.update(pids)
+
+    def _pump(self) -> None:
+        """Write queued output chunk by chunk until the transport asks for a pause.
+
+        Only one chunk at a time can end up copied into the transport's buffer, so a
+        large insert costs its payload once, not twice.
+        """
+        transport = self._transport
+        pending = self._pending
+        while pending and not self._writing_paused:
+            if transport is None or transport.is_closing():
+                return
+            entry = pending[0]
+            view, pids = entry
+            if pids:
+                self._unstarted.difference_update(pids)
+                entry[1] = ()
+            if len(view) <= _STREAM_CHUNK:
+                pending.popleft()
+                transport.write(view)
+            else:
+                entry[0] = view[_STREAM_CHUNK:]
+                transport.write(view[:_STREAM_CHUNK])
 
     def _drop_output(self) -> None:
         if self._flush_handle is not None:
@@ -368,6 +421,8 @@ class Connection(asyncio.Protocol):
             self._flush_handle = None
         self._out = []
         self._out_pids = []
+        self._pending.clear()
+        self._unstarted.clear()
 
     # ------------------------------------------------------------- deadlines
 
