@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import random
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,9 @@ import numpy as np
 import qpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as c
 
 from tsconnector.protocol.packer import pack_insert, pack_insert_buffer
 
@@ -46,22 +46,9 @@ def to_lists(arrays: dict[str, tuple[Any, Any]]) -> dict[str, list[list[Any]]]:
 
 def siridb_connector_path(arrays: dict[str, tuple[Any, Any]]) -> bytes:
     """What a siridb-connector user does with numpy data: convert to lists, then qpack."""
-    return qpack.packb({name: list(zip(ts.tolist(), vs.tolist())) for name, (ts, vs) in arrays.items()})
-
-
-def median_times(cases: list[tuple[str, Callable[[], Any]]], runs: int) -> list[tuple[str, float]]:
-    """Median time of each case; runs are interleaved so load changes hit every case alike."""
-    times: dict[str, list[float]] = {label: [] for label, _ in cases}
-    for _, func in cases:
-        func()  # warm up (allocator, caches)
-    order = list(cases)
-    for _ in range(runs):
-        random.shuffle(order)
-        for label, func in order:
-            start = time.perf_counter()
-            func()
-            times[label].append(time.perf_counter() - start)
-    return [(label, statistics.median(times[label])) for label, _ in cases]
+    return qpack.packb(
+        {name: list(zip(ts.tolist(), vs.tolist())) for name, (ts, vs) in arrays.items()}
+    )
 
 
 def check_same(arrays: dict[str, tuple[Any, Any]], lists: dict[str, list[list[Any]]]) -> None:
@@ -78,13 +65,16 @@ def bench_shape(series: int, per_series: int, runs: int) -> list[tuple[str, floa
     check_same(arrays, lists)
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("tsconnector pack_insert (numpy arrays)", lambda: pack_insert(arrays)),
-        ("tsconnector pack_insert_buffer (numpy, no final copy)", lambda: pack_insert_buffer(arrays, headroom=8)),
+        (
+            "tsconnector pack_insert_buffer (numpy, no final copy)",
+            lambda: pack_insert_buffer(arrays, headroom=8),
+        ),
         ("tsconnector pack_insert (lists)", lambda: pack_insert(lists)),
         ("qpack C packb (lists)", lambda: qpack.packb(lists)),
         ("msgpack C packb (lists)", lambda: msgpack.packb(lists)),
         ("siridb-connector path (numpy .tolist() + qpack)", lambda: siridb_connector_path(arrays)),
     ]
-    return median_times(cases, runs)
+    return list(c.interleaved_medians(cases, runs).items())
 
 
 def main() -> None:
@@ -105,7 +95,9 @@ def main() -> None:
         shape = f"{series} x {per_series}"
         for label, seconds in results:
             rate = series * per_series / seconds / 1e6
-            print(f"{shape:<18} {label:<54} {seconds * 1e3:>10.1f} {rate:>11.2f} {base / seconds:>10.2f}x")
+            print(
+                f"{shape:<18} {label:<54} {seconds * 1e3:>10.1f} {rate:>11.2f} {base / seconds:>10.2f}x"
+            )
         gc.collect()
         print()
 

@@ -13,10 +13,7 @@ integers, 0xec doubles). Rows, median of ``--runs`` interleaved runs:
 from __future__ import annotations
 
 import argparse
-import random
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,9 @@ import numpy as np
 import qpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common as c
 
 from tsconnector.results import to_arrays
 
@@ -33,7 +33,9 @@ T0 = 1_699_920_000
 
 def server_payload(series: dict[str, list[list[Any]]]) -> bytes:
     """Encode like SiriDB: an open map (never closed), each point list an open array."""
-    return b"\xfd" + b"".join(qpack.packb(name) + qpack.packb(points) for name, points in series.items())
+    return b"\xfd" + b"".join(
+        qpack.packb(name) + qpack.packb(points) for name, points in series.items()
+    )
 
 
 def python_loop(answer: dict[str, list[list[Any]]]) -> dict[str, tuple[Any, Any]]:
@@ -53,23 +55,14 @@ def python_loop(answer: dict[str, list[list[Any]]]) -> dict[str, tuple[Any, Any]
 def build_cases(payload: bytes, answer: dict[str, Any]) -> list[tuple[str, Callable[[], Any]]]:
     return [
         ("to_arrays(payload bytes)", lambda: to_arrays(payload)),
-        ("qpack.unpackb + Python loop", lambda: python_loop(qpack.unpackb(payload, decode="utf-8"))),
+        (
+            "qpack.unpackb + Python loop",
+            lambda: python_loop(qpack.unpackb(payload, decode="utf-8")),
+        ),
         ("qpack.unpackb only (siridb-connector)", lambda: qpack.unpackb(payload, decode="utf-8")),
         ("to_arrays(decoded dict)", lambda: to_arrays(answer)),
         ("Python loop over decoded dict", lambda: python_loop(answer)),
     ]
-
-
-def median_times(cases: list[tuple[str, Callable[[], Any]]], runs: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {label: [] for label, _ in cases}
-    order = list(cases)
-    for _ in range(runs):
-        random.shuffle(order)
-        for label, func in order:
-            start = time.perf_counter()
-            func()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(values) for label, values in times.items()}
 
 
 def main() -> None:
@@ -92,9 +85,11 @@ def main() -> None:
         for name, (ts, values) in reference.items():
             assert np.array_equal(check[name][0], ts)
             assert np.array_equal(check[name][1], values)
-        result = median_times(build_cases(payload, answer), runs)
+        result = c.interleaved_medians(build_cases(payload, answer), runs)
         total = count * per
-        print(f"\n{total:,} points, {shape}, median of {runs} runs (payload {len(payload) / 1e6:.1f} MB)")
+        print(
+            f"\n{total:,} points, {shape}, median of {runs} runs (payload {len(payload) / 1e6:.1f} MB)"
+        )
         print(f"{'path':<40} {'median ms':>10} {'M points/s':>11}")
         for label, seconds in result.items():
             print(f"{label:<40} {seconds * 1e3:>10.1f} {total / seconds / 1e6:>11.2f}")

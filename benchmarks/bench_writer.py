@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,10 +46,12 @@ def make_batches(tag: str, points: int) -> list[Batch]:
     batches = []
     for b in range(points // (BATCH_SERIES * BATCH_POINTS)):
         base = T0 + b * BATCH_POINTS
-        batches.append({
-            f"bench.{tag}.{s}": [(base + j, rng.random()) for j in range(BATCH_POINTS)]
-            for s in range(BATCH_SERIES)
-        })
+        batches.append(
+            {
+                f"bench.{tag}.{s}": [(base + j, rng.random()) for j in range(BATCH_POINTS)]
+                for s in range(BATCH_SERIES)
+            }
+        )
     return batches
 
 
@@ -86,8 +89,9 @@ async def run_writer(port: int, batches: list[Batch], spool: str | None) -> floa
         await client.wait_closed()
 
 
-async def run_tsclient(port: int, batches: list[Batch]) -> float:
-    client = TsClient("iris", "siri", "dbtest", [("127.0.0.1", port)])
+async def run_direct(client_class: Any, port: int, batches: list[Batch]) -> float:
+    """Seconds to insert every batch with one ``insert`` call each (no writer)."""
+    client = client_class("iris", "siri", "dbtest", [("127.0.0.1", port)])
     await client.connect()
     try:
         start = time.perf_counter()
@@ -96,19 +100,8 @@ async def run_tsclient(port: int, batches: list[Batch]) -> float:
         return time.perf_counter() - start
     finally:
         client.close()
-        await client.wait_closed()
-
-
-async def run_siridb(port: int, batches: list[Batch]) -> float:
-    client = SiriDBClient("iris", "siri", "dbtest", [("127.0.0.1", port)])
-    await client.connect()
-    try:
-        start = time.perf_counter()
-        for batch in batches:
-            await client.insert(batch)
-        return time.perf_counter() - start
-    finally:
-        client.close()
+        if hasattr(client, "wait_closed"):
+            await client.wait_closed()
 
 
 async def main(runs: int, points: int, data_dir: str | None) -> None:
@@ -116,8 +109,8 @@ async def main(runs: int, points: int, data_dir: str | None) -> None:
     server = await start_server(port, data_dir)
     spool_root = tempfile.mkdtemp(prefix="bench-writer-")
     cases: dict[str, Callable[[list[Batch]], Awaitable[float]]] = {
-        "siridb-connector insert per batch": lambda b: run_siridb(port, b),
-        "TsClient.insert per batch": lambda b: run_tsclient(port, b),
+        "siridb-connector insert per batch": lambda b: run_direct(SiriDBClient, port, b),
+        "TsClient.insert per batch": lambda b: run_direct(TsClient, port, b),
         "BufferedWriter.add_many": lambda b: run_writer(port, b, None),
         "BufferedWriter.add_many + spool": lambda b: run_writer(
             port, b, tempfile.mkdtemp(dir=spool_root)
@@ -140,8 +133,10 @@ async def main(runs: int, points: int, data_dir: str | None) -> None:
     base = statistics.median(times["siridb-connector insert per batch"])
     n = len(make_batches("count", points)) * BATCH_SERIES * BATCH_POINTS
     storage = f"data dir {data_dir}" if data_dir else "memory only"
-    print(f"\n{n:,} points per run in batches of 1,000 (10 series x 100), median of {runs} "
-          f"runs, embedded server subprocess ({storage})\n")
+    print(
+        f"\n{n:,} points per run in batches of 1,000 (10 series x 100), median of {runs} "
+        f"runs, embedded server subprocess ({storage})\n"
+    )
     print(f"{'case':38} {'median s':>9} {'points/s':>12} {'vs siridb-connector':>20}")
     for label, values in times.items():
         median = statistics.median(values)

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -45,12 +46,17 @@ def base_parser(doc: str | None, default_runs: int = 5) -> argparse.ArgumentPars
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--hosts", default=None,
+        "--hosts",
+        default=None,
         help="comma separated host:port list of a running server (default: start the "
         "embedded server in a subprocess on a free port)",
     )
-    parser.add_argument("--runs", type=int, default=default_runs,
-                        help=f"runs per case, median taken (min 5; default {default_runs})")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=default_runs,
+        help=f"runs per case, median taken (min 5; default {default_runs})",
+    )
     parser.add_argument("--user", default=USER)
     parser.add_argument("--password", default=PASSWORD)
     parser.add_argument("--db", default=DBNAME)
@@ -276,7 +282,9 @@ def _credentials(args: argparse.Namespace | None) -> tuple[str, str, str]:
 # -------------------------------------------------------------------------------- data
 
 
-def make_arrays(series: int, per_series: int, prefix: str = "bench.", seed: int = 7) -> dict[str, Any]:
+def make_arrays(
+    series: int, per_series: int, prefix: str = "bench.", seed: int = 7
+) -> dict[str, Any]:
     """``{name: (int64 timestamps, float64 values)}``: one point per second per series."""
     import numpy as np
 
@@ -287,12 +295,14 @@ def make_arrays(series: int, per_series: int, prefix: str = "bench.", seed: int 
 
 def to_lists(arrays: dict[str, Any]) -> dict[str, list[list[Any]]]:
     """The same points as ``{name: [[ts, value], ...]}`` lists."""
-    return {name: [list(p) for p in zip(ts.tolist(), vs.tolist())] for name, (ts, vs) in arrays.items()}
+    return {
+        name: [list(p) for p in zip(ts.tolist(), vs.tolist())] for name, (ts, vs) in arrays.items()
+    }
 
 
 def rename(data: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     """The same points under names with prefix ``old`` replaced by ``new`` (no copy)."""
-    return {new + name[len(old):]: points for name, points in data.items()}
+    return {new + name[len(old) :]: points for name, points in data.items()}
 
 
 # ------------------------------------------------------------------------------ timing
@@ -328,6 +338,27 @@ async def median_async(
     return times
 
 
+def interleaved_medians(
+    cases: Sequence[tuple[str, Callable[[], Any]]], runs: int
+) -> dict[str, float]:
+    """Median seconds of each case (after one warm-up call each), in the given order.
+
+    The cases run in a new random order every round, so load changes on a shared
+    machine hit every case alike.
+    """
+    times: dict[str, list[float]] = {label: [] for label, _ in cases}
+    for _, func in cases:
+        func()  # warm up (allocator, caches)
+    order = list(cases)
+    for _ in range(runs):
+        random.shuffle(order)
+        for label, func in order:
+            start = time.perf_counter()
+            func()
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(times[label]) for label, _ in cases}
+
+
 def timed(fn: Callable[[], Any], runs: int) -> list[float]:
     """Seconds of ``runs`` calls of ``fn`` (after one warm-up call)."""
     fn()
@@ -345,14 +376,21 @@ def timed(fn: Callable[[], Any], runs: int) -> list[float]:
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a plain-text table; the first column left aligned, the others right."""
     cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)
+    ]
     print(f"\n{title}")
-    line = "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))
+    line = "  ".join(
+        h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))
+    )
     print(line)
     print("-" * len(line))
     for row in cells:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
     sys.stdout.flush()
 
 
