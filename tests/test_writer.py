@@ -1,4 +1,4 @@
-"""BufferedWriter and its spool: batching, backpressure, errors, read-back checks (issue 7)."""
+"""BufferedWriter and its spool: batching, backpressure, errors, read-back checks."""
 
 from __future__ import annotations
 

@@ -442,3 +442,15 @@ class TsClient:
         hosts = ", ".join(h.address for h in self._hosts)
         state = "closed" if self._closed else ("connected" if self.connected else "not connected")
         return f"<TsClient {self._dbname!r} on [{hosts}] {state}>"
+
+    @classmethod
+    def from_dsn(cls, dsn: str | None = None, **options: Any) -> TsClient:
+        """A client for ``siridb://user:password@host:port,host:port/dbname`` (see
+        :mod:`tsconnector.dsn`); with ``dsn=None`` the one in ``TSCONNECTOR_DSN``.
+
+        ``options`` are the keyword arguments of :class:`TsClient` (``timeout=...``).
+        """
+        from .dsn import resolve_dsn
+
+        parsed = resolve_dsn(dsn)
+        return cls(parsed.username, parsed.password, parsed.dbname, parsed.hostlist, **options)
