@@ -168,6 +168,7 @@ async def test_queries_reach_the_query_engine_in_order(server: EmbeddedServer) -
     await c.close()
 
 
+@pytest.mark.allow_internal_errors
 async def test_query_engine_failure_is_answered(server: EmbeddedServer) -> None:
     def broken(session: Any, query: str, precision: int | None) -> tuple[int, Any]:
         raise RuntimeError("bug")
@@ -178,6 +179,7 @@ async def test_query_engine_failure_is_answered(server: EmbeddedServer) -> None:
     tp, data = await c.query("anything")
     assert tp == AnswerType.ERR_MSG
     assert "error" in data["error_msg"]
+    assert server.internal_errors.count == 1  # recorded, so that a test can fail on it
     await c.ping()
     await c.close()
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from .ratelog import RateLimitedLog
 
-__all__ = ["InternalError", "InternalErrors", "recent", "running", "total"]
+__all__ = ["InternalError", "InternalErrors", "check_since", "recent", "running", "total"]
 
 log = logging.getLogger("tsconnector.server")
 _MARK = "tsc_internal_recorded"
@@ -53,6 +53,21 @@ def total() -> int:
 def recent() -> list[InternalError]:
     """The last internal errors recorded in this process (all servers)."""
     return list(_recent)
+
+
+def check_since(before: int) -> str | None:
+    """None when no internal error was recorded since :func:`total` was ``before``;
+    else a report of them (for a test fixture to fail with)."""
+    new = _total - before
+    if new <= 0:
+        return None
+    shown = list(_recent)[-min(new, len(_recent)) :]
+    lines = [f"{new} internal server error(s) recorded:"]
+    for error in shown[-3:]:
+        lines.append(f"- {error.where}: {error.error}")
+        if error.traceback:
+            lines.append(error.traceback.rstrip())
+    return "\n".join(lines)
 
 
 class InternalErrors:

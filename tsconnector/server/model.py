@@ -152,6 +152,8 @@ def coerce_value(tp: SeriesType, value: Value) -> Value:
         if isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
                 return 0
+            if not -(2**63) <= value < 2**63:
+                return -(2**63)  # what SiriDB's (int64_t) cast gives on x86-64
             return int(value)
         return 0
     if tp == "float":
