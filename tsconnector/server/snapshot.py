@@ -152,7 +152,8 @@ def read_snapshot(path: Path) -> LoadedSnapshot:
                 entry[4].extend(record[3])
         else:
             damage.append(Damage(offset, size, "unknown record", 1, False))
-    if end_count is None or end_count != records:
+    if (end_count is None or end_count != records) and not damage:
+        # Cut at a record boundary (or records missing): the count tells.
         missing_at = len(data)
         damage.append(Damage(missing_at, 0, "no end record" if end_count is None else
                              f"{records} of {end_count} records", 0, True))

@@ -245,7 +245,7 @@ class Store:
 
     def _repair(self, found: Recovered, aside: Path) -> None:
         """Write a verified snapshot of what was recovered, then move damage aside."""
-        gen = self._gen
+        gen = self._gen = max(self._gen, found.base + 1)  # newer than every file here
         write_snapshot(self.directory / snap_name(gen), snapshot_frames(self.db.snapshot()))
         for path in sorted(found.damaged_files):
             if path.exists():
