@@ -15,6 +15,7 @@ never affect other connections. An internal error is answered too, and recorded
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections import deque
@@ -52,6 +53,9 @@ MAX_QUERY_PKG_SIZE = 65535
 MAX_QUEUED = 256
 #: Let other connections run after this many queued jobs in a row.
 JOBS_PER_TURN = 64
+#: Journaled inserts of one connection waiting for their fsync at once (they share it);
+#: the next one waits for the oldest.
+MAX_PIPELINED = 64
 #: Queries answered directly from one read while nothing is queued (no task per query);
 #: the rest of that read goes through the queue.
 INLINE_PER_READ = 128
@@ -113,7 +117,9 @@ class ClientProtocol(asyncio.Protocol):
         self.paused_since: float | None = None
         self.closing_since: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: deque[tuple[int, Job]] = deque()
+        self._queue: deque[tuple[int, Job, bool]] = deque()
+        # Journaled inserts not yet durable; their answers go out from a done callback.
+        self._tickets: deque[asyncio.Future[None]] = deque()
         self._worker: asyncio.Task[None] | None = None
         self._write_paused = False
         self._read_paused = False
@@ -226,7 +232,12 @@ class ClientProtocol(asyncio.Protocol):
                 "stalled-reader", "aborting a connection that read nothing for %g s", idle
             )
             self.abort()
-        elif not self._queue and self._worker is None and now - self.last_active > idle:
+        elif (
+            not self._queue
+            and self._worker is None
+            and not self._inserts_pending()
+            and now - self.last_active > idle
+        ):
             self.state.rate_log.info("idle-timeout", "closing a connection idle for %g s", idle)
             self.close()
 
@@ -310,8 +321,8 @@ class ClientProtocol(asyncio.Protocol):
             self._read_paused = False
             self.transport.resume_reading()
 
-    def _enqueue(self, pid: int, job: Job) -> None:
-        self._queue.append((pid, job))
+    def _enqueue(self, pid: int, job: Job, *, insert: bool = False) -> None:
+        self._queue.append((pid, job, insert))
         if len(self._queue) >= MAX_QUEUED:
             self._set_reading()
         if self._worker is None:
@@ -324,8 +335,11 @@ class ClientProtocol(asyncio.Protocol):
                 if self._write_paused:
                     await self._writable.wait()
                     continue
-                pid, job = self._queue.popleft()
+                pid, job, insert = self._queue.popleft()
                 try:
+                    if self._tickets:
+                        # Inserts share fsyncs, but what follows them sees them applied.
+                        await self._wait_tickets(MAX_PIPELINED - 1 if insert else 0)
                     pending = job()
                     if pending is not None:
                         await pending
@@ -341,6 +355,22 @@ class ClientProtocol(asyncio.Protocol):
         finally:
             if asyncio.current_task() is self._worker:
                 self._worker = None
+
+    async def _wait_tickets(self, keep: int) -> None:
+        """Wait until at most ``keep`` journaled inserts of this connection are pending."""
+        tickets = self._tickets
+        while tickets and tickets[0].done():
+            tickets.popleft()
+        if len(tickets) > keep:
+            await asyncio.wait([tickets[len(tickets) - keep - 1]])  # they finish in order
+            while tickets and tickets[0].done():
+                tickets.popleft()
+
+    def _inserts_pending(self) -> bool:
+        tickets = self._tickets
+        while tickets and tickets[0].done():
+            tickets.popleft()
+        return bool(tickets)
 
     # -- dispatch ----------------------------------------------------------------------
     def _dispatch(self, pid: int, tp: int, payload: bytes) -> None:
@@ -422,6 +452,7 @@ class ClientProtocol(asyncio.Protocol):
             and self._worker is None
             and not self._queue
             and not self._write_paused
+            and not (self._tickets and self._inserts_pending())
         ):
             # Nothing is queued ahead of it: answer now, without a job or a task.
             self._inline_budget -= 1
@@ -515,10 +546,11 @@ class ClientProtocol(asyncio.Protocol):
         except InsertRejected as exc:
             self.send(pid, AnswerType.ERR_INSERT, error_payload(str(exc)))
             return
-        self._enqueue(pid, lambda: self._run_insert(pid, db, batch))
+        self._enqueue(pid, lambda: self._run_insert(pid, db, batch), insert=True)
 
-    def _run_insert(self, pid: int, db: Database, batch: InsertBatch) -> Awaitable[None] | None:
-        """Store a batch: answered at once in memory, once applied when journaled."""
+    def _run_insert(self, pid: int, db: Database, batch: InsertBatch) -> None:
+        """Store a batch: answered at once in memory, once applied when journaled (the
+        worker goes on meanwhile, so that pipelined inserts share one fsync)."""
         answer = success_payload(f"Successfully inserted {batch.count} point(s).")
         store = self.state.stores.get(db.name) if batch.count else None
         if store is None:
@@ -535,7 +567,23 @@ class ClientProtocol(asyncio.Protocol):
         if ticket is None:
             self.send(pid, AnswerType.RES_INSERT, answer)
             return None
-        return self._answer_when_durable(pid, ticket, AnswerType.RES_INSERT, answer)
+        self._tickets.append(ticket)
+        ticket.add_done_callback(
+            functools.partial(self._on_durable, pid, AnswerType.RES_INSERT, answer)
+        )
+        return None
+
+    def _on_durable(self, pid: int, tp: int, answer: bytes, ticket: asyncio.Future[None]) -> None:
+        """Answer a journaled insert once its ticket is done (applied, or failed)."""
+        if ticket.cancelled():
+            return
+        error = ticket.exception()
+        if error is None:
+            self.send(pid, tp, answer)
+        elif isinstance(error, JournalError):
+            self._journal_failed(pid, error)
+        else:
+            self._internal_error(pid, "waiting for the journal", error)
 
     def _on_file(self, pid: int, tp: int) -> None:
         if not self._authenticated(pid):

@@ -353,22 +353,34 @@ class Store:
         if fut is not None:
             await asyncio.wait([fut])
 
+    def _start_write(self) -> asyncio.Future[None] | None:
+        """Hand the oldest chunk to the log thread; None when nothing is waiting."""
+        if not self._chunks:
+            self._inflight = None
+            return None
+        chunk = self._inflight = self._chunks.popleft()
+        return asyncio.get_running_loop().run_in_executor(
+            self._log_executor, self._write, chunk.gen, chunk.data, self._gen
+        )
+
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                self._inflight = chunk
+            writing = self._start_write()
+            while writing is not None:
+                chunk = self._inflight
+                assert chunk is not None
+                error: Exception | None = None
                 try:
-                    await loop.run_in_executor(
-                        self._log_executor, self._write, chunk.gen, chunk.data, self._gen
-                    )
+                    await writing
                 except Exception as exc:
-                    self._inflight = None
-                    self._fail(chunk, exc)
-                else:
-                    self._inflight = None
+                    error = exc
+                chunk.data = bytearray()
+                # The next write (and its fsync) runs while this chunk is applied.
+                writing = self._start_write()
+                if error is None:
                     self._apply(chunk)
+                else:
+                    self._fail(chunk, error)
                 self._maybe_capture()
         finally:
             self._flush_task = None
