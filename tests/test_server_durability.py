@@ -13,6 +13,8 @@ import asyncio
 import errno
 import json
 import os
+import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from tsconnector.server import storage as storage_mod
 from tsconnector.server.errors import DamagedDataError
 from tsconnector.server.model import Database
 
+ROOT = Path(__file__).resolve().parent.parent
 TS = 1699920000
 
 
@@ -288,3 +291,39 @@ async def test_failed_fsync_means_not_applied_and_the_server_comes_back(
     async with EmbeddedServer(data_dir=tmp_path) as srv:
         assert srv.database("dbtest").series["a"].values == [1, 3]
         assert "eve" not in srv.database("dbtest").users
+
+
+# -- the command line ----------------------------------------------------------------------
+async def test_command_line_refuses_damage_and_repairs_with_a_report(tmp_path: Path) -> None:
+    root = ROOT
+    env = dict(os.environ, PYTHONPATH=str(root))
+    async with EmbeddedServer(data_dir=tmp_path, snapshot_interval=0) as srv:
+        await insert_all(srv.port, [{"w": [[TS + k, k]]} for k in range(3)])
+        await srv.state.stores["dbtest"].close(final_snapshot=False)
+    (log,) = [p for p in (tmp_path / "dbtest").glob("wal-*.log") if p.stat().st_size]
+    victim, size, _ = records_of(log)[1]
+    flip(log, victim + size - 1)
+
+    async def run(*extra: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tsconnector.server", "--port", "0", "--data-dir",
+            str(tmp_path), *extra, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=env, cwd=str(root),
+        )
+
+    refused_proc = await run()
+    _, err = await asyncio.wait_for(refused_proc.communicate(), 30)
+    assert refused_proc.returncode == 65
+    (line,) = err.decode().strip().splitlines()
+    assert line.startswith(f"tsconnector server: damaged data in {log} at byte {victim}:")
+
+    proc = await run("--repair")
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    try:
+        assert "listening on" in (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert f"repair: {log}: {size} bytes at byte {victim} (crc) -> " in err.decode()
