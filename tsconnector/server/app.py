@@ -185,7 +185,11 @@ class EmbeddedServer:
         loop = asyncio.get_running_loop()
         task = loop.create_task(self._connect(sock))
         self._accepting.add(task)
-        task.add_done_callback(self._accepting.discard)
+        task.add_done_callback(self._accepted)
+
+    def _accepted(self, task: asyncio.Task[Any]) -> None:
+        self._accepting.discard(task)
+        self._on_connection_lost()  # room again if the connection could not be set up
 
     async def _connect(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -196,6 +200,7 @@ class EmbeddedServer:
             sock.close()
 
     def _on_connection_lost(self) -> None:
+        """A connection ended (or never started): wake the closer, accept again."""
         if self._conn_changed is not None:
             self._conn_changed.set()
         if self._listener is not None and self._closing_task is None:
