@@ -208,7 +208,7 @@ class Store:
             aside = aside or self._aside()
             self._repair(found, aside)
         else:
-            self._retire(found.base, keep=set())
+            self._retire(found.base)
         if not meta_ok:
             self._write_meta(aside)
         self.db.journal = self.append
@@ -263,13 +263,13 @@ class Store:
             )
         self.report.extend(lost)
         (aside / "report.json").write_text(json.dumps(self.report, indent=1))
-        self._retire(gen, keep=set())
+        self._retire(gen)
 
-    def _retire(self, gen: int, keep: set[Path]) -> None:
+    def _retire(self, gen: int) -> None:
         """Remove the logs and snapshots that the snapshot of ``gen`` covers."""
         logs, snaps = scan_generations(self.directory)
         for g, path in [*logs.items(), *snaps.items()]:
-            if g < gen and path not in keep:
+            if g < gen:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         for entry in self.directory.iterdir():
@@ -518,7 +518,7 @@ class Store:
 
     def _write_snapshot(self, gen: int, frames: list[bytes]) -> None:
         write_snapshot(self.directory / snap_name(gen), frames)
-        self._retire(gen, keep=set())
+        self._retire(gen)
 
     async def close(self, *, final_snapshot: bool = True) -> None:
         """Apply what is pending, optionally snapshot, and release files and threads."""
