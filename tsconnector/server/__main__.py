@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from .app import EmbeddedServer, parse_precision
 from .datadir import validate_database_name
@@ -27,25 +28,32 @@ def _db_spec(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _timeout(text: str) -> float | None:
-    """Seconds; 0 switches the timeout off."""
+def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("a timeout cannot be negative")
-    return value or None
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"not a number of seconds >= 0: {text!r}")
     return value
+
+
+def _timeout(text: str) -> float | None:
+    """Seconds; 0 switches the timeout off."""
+    return _seconds(text) or None
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start despite damaged files: keep every intact record, move "
                              "damaged files to <db>/damaged/ and report what was lost")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-connections", type=_positive, default=d.max_connections,
+    limits.add_argument("--max-connections", type=_at_least(1), default=d.max_connections,
                         help=f"open client connections (default {d.max_connections})")
     limits.add_argument("--handshake-timeout", type=_timeout, default=d.handshake_timeout,
                         metavar="SECONDS",
@@ -75,11 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--idle-timeout", type=_timeout, default=d.idle_timeout,
                         metavar="SECONDS",
                         help=f"close silent connections (default {d.idle_timeout:g}; 0 off)")
-    limits.add_argument("--max-unauth-bytes", type=_positive, default=d.max_unauth_bytes,
+    limits.add_argument("--max-unauth-bytes", type=_at_least(1024), default=d.max_unauth_bytes,
                         metavar="BYTES",
                         help="bytes buffered before authentication "
                              f"(default {d.max_unauth_bytes})")
-    limits.add_argument("--close-timeout", type=float, default=d.close_timeout,
+    limits.add_argument("--close-timeout", type=_seconds, default=d.close_timeout,
                         metavar="SECONDS",
                         help="on shutdown, time clients get to take their last answers "
                              f"(default {d.close_timeout:g})")
@@ -139,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tsconnector server: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        print(f"tsconnector server: {exc.strerror or exc}", file=sys.stderr)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"tsconnector server: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
