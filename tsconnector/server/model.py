@@ -113,6 +113,37 @@ class Series:
         ts[:] = [p[0] for p in merged]
         values[:] = [p[1] for p in merged]
 
+    def add_columns(self, ts: Any, values: list[Value]) -> None:
+        """Add already-coerced points given as an int64 numpy array of timestamps and a
+        list of values (same order rules as :meth:`add_points`, vectorised)."""
+        import numpy as np
+
+        n = len(values)
+        if not n:
+            return
+        stored = self.ts
+        if n > 1 and bool((ts[1:] < ts[:-1]).any()):
+            order = np.argsort(ts, kind="stable")
+            ts = ts[order]
+            values = [values[i] for i in order.tolist()]
+        if not stored or int(ts[0]) >= stored[-1]:
+            stored.extend(ts.tolist())
+            self.values.extend(values)
+            return
+        if n <= 32:
+            self.add_points(list(zip(ts.tolist(), values)))
+            return
+        # Merge with the stored tail from the first position the new points reach;
+        # a stable sort keeps stored points before equal new ones.
+        i = bisect.bisect_right(stored, int(ts[0]))
+        tail_ts = np.concatenate((np.array(stored[i:], dtype=np.int64), ts))
+        order = np.argsort(tail_ts, kind="stable")
+        tail_values = self.values[i:] + values
+        del stored[i:]
+        del self.values[i:]
+        stored.extend(tail_ts[order].tolist())
+        self.values.extend([tail_values[j] for j in order.tolist()])
+
     def slice(
         self, start: int | None = None, end: int | None = None
     ) -> tuple[list[int], list[Value]]:
@@ -230,9 +261,38 @@ class Database:
             self._order = sorted(self.series.values(), key=lambda s: imap_walk_key(s.sid))
         return list(self._order)
 
-    def insert(self, batch: dict[str, list[tuple[int, Value]]]) -> int:
-        """Store a validated batch ``{name: [(ts, value), ...]}``; returns the point count."""
-        return self.commit(("insert", batch))
+    def insert(self, batch: dict[str, Any]) -> int:
+        """Store a validated batch ``{name: [(ts, value), ...]}`` or ``{name: Columns}``
+        (see :mod:`.points`); returns the point count."""
+        if batch and not isinstance(next(iter(batch.values())), (list, tuple)):
+            return int(self.commit(("points", batch)))
+        return int(self.commit(("insert", batch)))
+
+    def apply_points(self, batch: dict[str, Any]) -> int:
+        """Store ``{name: Columns}`` (or their journal form), vectorised."""
+        from .points import Columns, coerce
+
+        n = 0
+        for name, cols in batch.items():
+            if not isinstance(cols, Columns):
+                cols = Columns.decode(cols)
+            count = len(cols)
+            if not count:
+                continue
+            series = self.series.get(name)
+            if series is None:
+                series = Series(name, self._next_sid, cols.series_type)
+                self._next_sid += 1
+                self.series[name] = series
+                if self._order is not None:
+                    self._order.append(series)
+            tp = series.tp
+            series.add_columns(cols.ts, coerce(tp, cols.values).tolist())
+            if tp == "string":
+                series.log_chunks.append(count)
+            n += count
+        self.received_points += n
+        return n
 
     def apply_insert(self, batch: dict[str, Iterable[Sequence[Any]]]) -> int:
         n = 0
