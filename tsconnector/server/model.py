@@ -265,8 +265,10 @@ class Database:
         """Store a validated batch ``{name: [(ts, value), ...]}`` or ``{name: Columns}``
         (see :mod:`.points`); returns the point count."""
         if batch and not isinstance(next(iter(batch.values())), (list, tuple)):
-            return int(self.commit(("points", batch)))
-        return int(self.commit(("insert", batch)))
+            count: int = self.commit(("points", batch))
+        else:
+            count = self.commit(("insert", batch))
+        return count
 
     def apply_points(self, batch: dict[str, Any]) -> int:
         """Store ``{name: Columns}`` (or their journal form), vectorised."""
