@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from tsconnector.protocol.packer import pack_insert
 from tsconnector.server import insert as ins
 from tsconnector.server.model import Database, Series, coerce_value
+from tsconnector.server.pointpack import pack_point_columns
 from tsconnector.server.points import Columns, coerce
+from tsconnector.server.wire import pack_answer
 
 TS0 = 1_699_920_000
 
@@ -205,3 +207,44 @@ def test_damaged_journal_form_is_refused() -> None:
         Columns.decode([b"\0" * 8, "q", b""])
     with pytest.raises(ValueError):
         Columns.decode([b"\0" * 16, "i", b"\0" * 8])
+
+
+# -- answers: point columns packed byte for byte as qpack packs the lists ---------------
+
+answer_ints = st.one_of(st.integers(-70, 70), ints, st.sampled_from(
+    [2**7 - 1, 2**7, -(2**7), -(2**7) - 1, 2**15 - 1, 2**15, -(2**15), -(2**15) - 1,
+     2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**63 - 1, -(2**63)]))
+answer_floats = st.one_of(floats, st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.0]))
+
+
+@given(st.lists(st.tuples(answer_ints, st.one_of(answer_ints, answer_floats)), max_size=80),
+       st.booleans())
+def test_point_columns_pack_like_qpack(points: list[tuple[int, Any]], as_float: bool) -> None:
+    ts = np.array([p[0] for p in points], dtype=np.int64)
+    if as_float:
+        vals = [float(p[1]) for p in points]
+        column = np.array(vals, dtype=np.float64)
+    else:
+        vals = [p[1] if isinstance(p[1], int) else 7 for p in points]
+        column = np.array(vals, dtype=np.int64)
+    want = qpack.packb([[t, v] for t, v in zip(ts.tolist(), vals)])
+    assert pack_point_columns(ts, column) == want
+
+
+@pytest.mark.parametrize("values", [
+    np.linspace(-3, 3, 50_000),  # some -1.0, 0.0, 1.0 among doubles: variable sizes
+    np.arange(-40_000, 10_000, dtype=np.int64),  # every integer size
+    np.random.default_rng(5).random(50_000),  # one fixed-width layout
+])
+def test_large_point_columns_pack_like_qpack(values: np.ndarray) -> None:
+    ts = np.arange(TS0, TS0 + len(values), dtype=np.int64)
+    want = qpack.packb([[t, v] for t, v in zip(ts.tolist(), values.tolist())])
+    assert pack_point_columns(ts, values) == want
+
+
+def test_answers_with_columns_pack_like_lists() -> None:
+    ts = np.arange(TS0, TS0 + 20, dtype=np.int64)
+    cols = Columns(ts, np.linspace(0, 1, 20))
+    assert pack_answer({"x": cols}) == pack_answer({"x": cols.points()})
+    strings = Columns(ts[:3], np.array(["a", "b", "c"], dtype=object))
+    assert pack_answer({"s": strings}) == pack_answer({"s": strings.points()})
