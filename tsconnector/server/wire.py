@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import qpack
+import qpack  # type: ignore[import-untyped,unused-ignore]
 
 from .pointpack import pack_point_columns
 from .points import Columns
