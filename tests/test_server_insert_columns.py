@@ -11,15 +11,20 @@ from __future__ import annotations
 import math
 import re
 import struct
+from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 import qpack
 from hypothesis import given
 from hypothesis import strategies as st
+from server_wire import RawClient
 
+from tsconnector.protocol import AnswerType, RequestType
 from tsconnector.protocol.packer import pack_insert
+from tsconnector.server import EmbeddedServer
 from tsconnector.server import insert as ins
 from tsconnector.server.model import Database, Series, coerce_value
 from tsconnector.server.pointpack import pack_point_columns
@@ -248,3 +253,39 @@ def test_answers_with_columns_pack_like_lists() -> None:
     assert pack_answer({"x": cols}) == pack_answer({"x": cols.points()})
     strings = Columns(ts[:3], np.array(["a", "b", "c"], dtype=object))
     assert pack_answer({"s": strings}) == pack_answer({"s": strings.points()})
+
+
+async def test_numpy_inserts_recover_bit_exact_from_the_log(tmp_path: Path) -> None:
+    ts = np.arange(TS0, TS0 + 1000, dtype=np.int64)
+    floats_ = np.random.default_rng(9).random(1000)
+    floats_[:3] = [-0.0, math.nan, math.inf]
+    ints_ = np.arange(1000, dtype=np.int64) * 2**53
+    ints_[:2] = [2**63 - 1, -(2**63)]
+    payloads = [
+        pack_insert({"f": (ts, floats_), "i": (ts, ints_)}),
+        pack_insert({"f": (ts + 1000, ints_ // 2**40)}),  # ints into a float series
+        pack_insert({"i": (ts[::-1] - 5, floats_ * 1e6)}),  # out of order, floats into ints
+    ]
+    srv = EmbeddedServer(data_dir=tmp_path)
+    await srv.start()
+    client = await RawClient.connect(srv.port)
+    await client.auth()
+    for payload in payloads:
+        client.send(RequestType.INSERT, payload, raw=True)
+        assert (await client.recv(timeout=30)).tp == AnswerType.RES_INSERT
+    await client.close()
+    expected = srv.database("dbtest").snapshot()
+    for store in srv.state.stores.values():  # crash-like stop: the log is all there is
+        await store.close(final_snapshot=False)
+    srv.close()
+    await srv.wait_closed()
+    async with EmbeddedServer(data_dir=tmp_path) as again:
+        db = again.database("dbtest")
+        assert again.state.stores["dbtest"].recovered_records == len(payloads)
+        got = db.snapshot()
+        assert msgpack.packb(got["series"]) == msgpack.packb(expected["series"])  # NaN too
+        assert db.series["f"].length == 2000
+        assert db.series["i"].length == 2000
+        assert db.series["f"].tp == "float"
+        assert db.series["i"].tp == "integer"
+        assert struct.pack("<d", db.series["f"].values[0]) == struct.pack("<d", -0.0)
