@@ -243,11 +243,14 @@ class Connection(asyncio.Protocol):
                     answer = req.decode(payload)
                 else:
                     answer = decode_answer(payload)
-            except ProtocolError as exc:
-                fut.set_exception(exc)
-                continue
-            except Exception as exc:  # a custom decoder failed on this payload only
-                fut.set_exception(ProtocolError(f"{self.label}: cannot decode answer: {exc}"))
+            except Exception as exc:  # this payload only; the stream stays in sync
+                if not success:  # keep the error's type: the caller's retry rules need it
+                    detail = {"error_msg": f"(undecodable error message: {exc})"}
+                    fut.set_exception(exception_for(tp, detail))
+                elif isinstance(exc, ProtocolError):
+                    fut.set_exception(exc)
+                else:  # a custom decoder failed
+                    fut.set_exception(ProtocolError(f"{self.label}: cannot decode answer: {exc}"))
                 continue
             if success:
                 fut.set_result(answer)

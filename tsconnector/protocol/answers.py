@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import qpack
 
 from .codec import unpack
+from .nesting import MAX_NESTING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -439,11 +440,13 @@ def _read(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, int]:
     """
     try:
         return _read_item(data, pos, limit)
-    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+    except (IndexError, struct.error, UnicodeDecodeError, TypeError) as exc:
         raise ValueError(f"malformed qpack data at byte {pos}: {exc}") from None
 
 
-def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, int]:
+def _read_item(
+    data: bytes, pos: int, limit: int | None = None, depth: int = 0
+) -> tuple[Any, int]:
     marker = data[pos]
     pos += 1
     if marker < 0x40:
@@ -463,6 +466,8 @@ def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, in
     if marker in _FIXED:
         fmt = _FIXED[marker]
         return struct.unpack_from(fmt, data, pos)[0], pos + struct.calcsize(fmt)
+    if marker >= 0xED and marker not in (0xF9, 0xFA, 0xFB) and depth >= MAX_NESTING:
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels at byte {pos - 1}")
     if 0xED <= marker <= 0xF2 or marker == 0xFC:
         count = marker - 0xED if marker != 0xFC else None
         items: list[Any] = []
@@ -474,7 +479,7 @@ def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, in
             if count is None and (pos >= len(data) or data[pos] == 0xFE):
                 pos = min(pos + 1, len(data))
                 break
-            item, pos = _read_item(data, pos)
+            item, pos = _read_item(data, pos, None, depth + 1)
             items.append(item)
         return items, pos
     if 0xF3 <= marker <= 0xF8 or marker == 0xFD:
@@ -486,8 +491,8 @@ def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, in
             if pairs is None and (pos >= len(data) or data[pos] == 0xFF):
                 pos = min(pos + 1, len(data))
                 break
-            key, pos = _read_item(data, pos)
-            result[key], pos = _read_item(data, pos)
+            key, pos = _read_item(data, pos, None, depth + 1)
+            result[key], pos = _read_item(data, pos, None, depth + 1)
         return result, pos
     if marker in (0xF9, 0xFA, 0xFB):
         return (True, False, None)[marker - 0xF9], pos
