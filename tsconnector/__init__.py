@@ -9,6 +9,7 @@ from __future__ import annotations
 from .client import TsClient
 from .events import HostEvent, HostState, HostStats
 from .exceptions import (
+    AnswerTooLarge,
     AuthenticationError,
     ClientClosedError,
     InsertError,
@@ -39,6 +40,7 @@ __all__ = [
     "MILLISECOND",
     "NANOSECOND",
     "SECOND",
+    "AnswerTooLarge",
     "AuthenticationError",
     "BufferFull",
     "BufferedWriter",

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .exceptions import (
+    AnswerTooLarge,
     ClientClosedError,
     ProtocolError,
     TsConnectionError,
@@ -104,7 +105,7 @@ class Connection(asyncio.Protocol):
         label: str = "",
     ) -> None:
         self._loop = loop
-        self._decoder = FrameDecoder(max_frame_size)
+        self._decoder = FrameDecoder(max_frame_size, skip_oversized=True)
         self._requests: dict[int, _Request] = {}
         self._next_pid = 0
         self._transport: asyncio.Transport | None = None
@@ -216,7 +217,30 @@ class Connection(asyncio.Protocol):
             self._resolve(exc.frames)  # answers before the bad header are still valid
             self._fail(ProtocolError(f"{self.label}: {exc}"))
             return
+        if self._decoder.oversized:
+            self._refuse_oversized()
         self._resolve(frames)
+
+    def _refuse_oversized(self) -> None:
+        """Fail the requests whose answers exceed the frame limit (being discarded)."""
+        oversized, self._decoder.oversized = self._decoder.oversized, []
+        limit = self._decoder.max_frame_size
+        for pid, _tp, length in oversized:
+            req = self._requests.pop(pid, None)
+            if req is None or req.fut is None:
+                if req is not None and req.handle is not None:
+                    req.handle.cancel()
+                log.debug("%s: discarded an oversized answer for pid %d", self.label, pid)
+                continue
+            self.in_flight -= 1
+            if not req.fut.done():
+                req.fut.set_exception(AnswerTooLarge(
+                    f"{self.label}: the answer to this {_type_name(req.tp)} is {length:,} bytes, "
+                    f"over the client's frame limit of {limit:,} bytes; select less (a "
+                    "shorter time range, a limit, an aggregate) or raise the limit with "
+                    f"TsClient(..., max_frame_size={_suggest_limit(length)})",
+                    size=length, limit=limit,
+                ))
 
     def _resolve(self, frames: list[Frame]) -> None:
         """Complete the futures of answered requests; drop late or unknown answers."""
@@ -640,6 +664,12 @@ class Connection(asyncio.Protocol):
         reason = reason or self._close_reason
         detail = f" ({reason})" if reason else ""
         return f"{self.label or 'connection'}: not connected{detail}"
+
+
+def _suggest_limit(length: int) -> int:
+    """A frame limit that fits ``length``, rounded up to whole MiB."""
+    mib = 1 << 20
+    return -(-length // mib) * mib
 
 
 def _expire_waiter(waiter: asyncio.Future[None]) -> None:

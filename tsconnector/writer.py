@@ -22,9 +22,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .exceptions import (
+    AnswerTooLarge,
     ClientClosedError,
     InsertError,
     InsertOutcomeUnknown,
+    ProtocolError,
     QueryError,
     TsConnectorError,
     TsTimeoutError,
@@ -252,7 +254,8 @@ class BufferedWriter:
 
     Use ``async with BufferedWriter(client, ...) as writer:`` (the client must be
     connected). ``ambiguous="check"`` re-sends after an unknown outcome only what a
-    read-back finds missing; ``"resend"`` is at-least-once. ``on_error(exc, points)`` is
+    read-back finds missing (read in answers of at most ``read_back_points`` points,
+    counted first); ``"resend"`` is at-least-once. ``on_error(exc, points)`` is
     called for points given up (rejected by the server, or unsent at a timed-out close
     without a spool).
     """
@@ -274,6 +277,7 @@ class BufferedWriter:
         close_timeout: float | None = None,
         validate: bool = True,
         spool_segment_bytes: int = 16 << 20,
+        read_back_points: int = 200_000,
     ) -> None:
         if max_batch_points < 1:
             raise ValueError("max_batch_points must be at least 1")
@@ -293,6 +297,9 @@ class BufferedWriter:
         self.retry_max = retry_max
         self.close_timeout = close_timeout
         self.validate = validate
+        if read_back_points < 1:
+            raise ValueError("read_back_points must be at least 1")
+        self.read_back_points = read_back_points
         self._spool = (
             Spool(spool_dir, segment_bytes=spool_segment_bytes) if spool_dir is not None else None
         )
@@ -765,7 +772,8 @@ class BufferedWriter:
             self._last_error = repr(exc)
             self._fatal = exc
             self._release(batch)
-        except (InsertOutcomeUnknown, TsTimeoutError) as exc:
+        except (InsertOutcomeUnknown, TsTimeoutError, ProtocolError) as exc:
+            # unknown outcome (an undecodable answer too): check before sending again
             self._failed_attempt(batch, exc)
             self._ambiguous_count += 1
             if self.ambiguous == "check":
@@ -884,7 +892,7 @@ class BufferedWriter:
             group = names[i : i + CHECK_GROUP]
             start = min(bounds[n][0] for n in group)
             end = max(bounds[n][1] for n in group)
-            stored = await self._select(group, start, end)
+            stored = await self._read_back(group, start, end)
             for name in group:
                 lo, hi = bounds[name]
                 have = Counter(
@@ -902,16 +910,54 @@ class BufferedWriter:
                     missing[name] = lost
         return missing, present
 
+    async def _read_back(
+        self, names: Sequence[str], start: int, end: int, depth: int = 0
+    ) -> dict[str, list[Any]]:
+        """Stored points of ``names`` in ``[start, end]``, read in bounded pieces.
+
+        The points are counted first; a range holding more than ``read_back_points``
+        (a busy series) is split by series, then by time, so that no answer is large.
+        """
+        counts = await self._count(names, start, end)
+        names = [n for n in names if counts.get(n)]
+        total = sum(counts[n] for n in names)
+        if not names:
+            return {}
+        if total <= self.read_back_points or (len(names) == 1 and start >= end) or depth > 64:
+            return await self._select(names, start, end)
+        if len(names) > 1:
+            half = len(names) // 2
+            first = await self._read_back(names[:half], start, end, depth + 1)
+            first.update(await self._read_back(names[half:], start, end, depth + 1))
+            return first
+        middle = (start + end) // 2
+        low = await self._read_back(names, start, middle, depth + 1)
+        high = await self._read_back(names, middle + 1, end, depth + 1)
+        return {names[0]: low.get(names[0], []) + high.get(names[0], [])}
+
+    async def _count(self, names: Sequence[str], start: int, end: int) -> dict[str, int]:
+        """Stored points per series in ``[start, end]`` (one small answer)."""
+        answer = await self.client.query(
+            f"select count() from {', '.join(quote_name(n) for n in names)} "
+            f"between {start} and {end + 1}",
+            timeout=self.query_timeout,
+        )
+        counts: dict[str, int] = {}
+        for name, points in dict(answer).items():
+            counts[str(name)] = int(points[0][1]) if points else 0
+        return counts
+
     async def _select(self, names: Sequence[str], start: int, end: int) -> dict[str, list[Any]]:
-        """Stored points of ``names`` with ``start <= ts <= end``; splits on the points limit."""
+        """Stored points of ``names`` with ``start <= ts <= end``; splits when the server's
+        points limit or the client's frame limit refuses the answer."""
         query = (
             f"select * from {', '.join(quote_name(n) for n in names)} "
             f"between {start} and {end + 1}"
         )
         try:
             answer = await self.client.query(query, timeout=self.query_timeout)
-        except QueryError as exc:
-            if "maximum number of selected points" not in str(exc):
+        except (QueryError, AnswerTooLarge) as exc:
+            if isinstance(exc, QueryError) and "maximum number of selected points" not in str(exc):
                 raise
             if len(names) > 1:
                 half = len(names) // 2
@@ -925,4 +971,3 @@ class BufferedWriter:
             high = await self._select(names, middle + 1, end)
             return {names[0]: low.get(names[0], []) + high.get(names[0], [])}
         return {str(k): v for k, v in dict(answer).items()}
-

@@ -1,6 +1,7 @@
 """The SiriDB client wire protocol, free of I/O: frames, package types, errors, payloads."""
 
 from .codec import pack, unpack
+from .nesting import MAX_NESTING, NestingError
 from .constants import (
     EMPTY_ANSWERS,
     HEADER,
@@ -16,7 +17,15 @@ from .constants import (
     RequestType,
 )
 from .errors import SUCCESS_TYPES, error_message, exception_for, is_error_type
-from .frames import Frame, FrameDecoder, FrameError, check_byte, encode_frame, encode_header
+from .frames import (
+    Frame,
+    FrameDecoder,
+    FrameError,
+    OversizedFrame,
+    check_byte,
+    encode_frame,
+    encode_header,
+)
 
 __all__ = [
     "EMPTY_ANSWERS",
@@ -24,8 +33,11 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_FRAME_SIZE",
     "MICROSECOND",
+    "MAX_NESTING",
     "MILLISECOND",
     "NANOSECOND",
+    "NestingError",
+    "OversizedFrame",
     "PRECISION_NAMES",
     "SECOND",
     "SUCCESS_TYPES",
