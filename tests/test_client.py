@@ -183,7 +183,7 @@ async def test_inactive_host_is_tried_once_when_nothing_else_is_ready() -> None:
         # the failing call does not retry on the now-inactive host: it ends at once
         loop = asyncio.get_running_loop()
         start = loop.time()
-        with pytest.raises(ServerError, match="^paused$"):
+        with pytest.raises(ServerError, match=r"^paused$"):
             await client.query("first", timeout=30)
         assert loop.time() - start < 5
         assert client.stats()[0].state is HostState.INACTIVE

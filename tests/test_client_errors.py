@@ -73,7 +73,7 @@ async def test_refused_hosts_are_reported_at_once_by_later_calls() -> None:
     loop = asyncio.get_running_loop()
     try:
         start = loop.time()
-        with pytest.raises(PoolError, match=f"connection refused to 127.0.0.1:{dead}") as info:
+        with pytest.raises(PoolError, match=f"connection refused to 127.0.0.1:{dead}"):
             await client.query("show version", timeout=30)
         assert loop.time() - start < 5
         assert client.stats()[0].last_error == f"connection refused to 127.0.0.1:{dead}"

@@ -493,7 +493,7 @@ class _SlowReaderServer(asyncio.Protocol):
         self.decoder = FrameDecoder()
 
     def data_received(self, data: bytes) -> None:
-        from tsconnector.protocol import HEADER, AnswerType, RequestType, encode_frame, pack
+        from tsconnector.protocol import AnswerType, RequestType, encode_frame, pack
 
         for pid, tp, payload in self.decoder.feed(data):
             self.received.append((pid, tp, len(payload)))

@@ -17,7 +17,6 @@ import qpack
 
 from tsconnector.exceptions import ProtocolError
 from tsconnector.protocol import unpack
-from tsconnector.protocol.answers import decode_series_arrays
 from tsconnector.protocol.nesting import MAX_NESTING, NestingError, check_nesting
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,12 +56,22 @@ def test_nesting_limit_is_exact(opener: bytes) -> None:
         unpack(opener * (MAX_NESTING + 1) + inner)
 
 
-def test_nesting_error_is_a_protocol_error_after_a_valid_start() -> None:
-    payload = b"\xfd\x82ok\xfc\xef\xea\x00\x00\x00\x01\x05" + b"\xfc" * 100_000
-    with pytest.raises(ProtocolError, match="nested deeper"):
-        unpack(payload)
-    with pytest.raises(ValueError, match="nested deeper"):
-        decode_series_arrays(payload)
+def test_deep_nesting_after_a_valid_start_is_a_protocol_error() -> None:
+    proc = run_child("""
+        import pytest
+        from tsconnector.exceptions import ProtocolError
+        from tsconnector.protocol import unpack
+        from tsconnector.protocol.answers import decode_series_arrays
+
+        payload = b"\\xfd\\x82ok\\xfc\\xef\\xea\\x00\\x00\\x00\\x01\\x05" + b"\\xfc" * 100_000
+        with pytest.raises(ProtocolError, match="nested deeper"):
+            unpack(payload)
+        with pytest.raises(ValueError, match="nested deeper"):
+            decode_series_arrays(payload)
+        print("ok")
+    """)
+    assert_survived(proc)
+    assert proc.stdout.strip() == "ok"
 
 
 def test_real_answers_pass_the_guard_unchanged() -> None:

@@ -58,7 +58,8 @@ async def test_bad_name_or_value_fails_only_its_own_call(
         await writer.flush(timeout=10)
         stats = writer.stats()
     assert stats.failed == 0
-    assert stats.added == stats.sent == 2
+    assert stats.added == 2
+    assert stats.sent == 2
     assert await stored(tsclient, ["good"]) == {"good": 2}
 
 
@@ -121,7 +122,8 @@ def test_a_flipped_bit_mid_segment_keeps_later_records_and_position(
     assert damage.copy.read_bytes() == bytes(raw[victim.offset : victim.offset + victim.size])
     assert spool.lost_points == 1_000
     assert "torn" not in caplog.text
-    assert "damaged" in caplog.text and "1 undelivered batch(es), 1000 point(s)" in caplog.text
+    assert "damaged" in caplog.text
+    assert "1 undelivered batch(es), 1000 point(s)" in caplog.text
 
 
 async def test_writer_reports_spool_damage_and_delivers_the_rest(
@@ -142,7 +144,8 @@ async def test_writer_reports_spool_damage_and_delivers_the_rest(
         stats = writer.stats()
     assert stats.lost == 100
     assert stats.replayed == 1_900
-    assert len(errors) == 1 and isinstance(errors[0], SpoolCorrupted)
+    assert len(errors) == 1
+    assert isinstance(errors[0], SpoolCorrupted)
     assert "100 point(s) in 1 batch(es) lost" in str(errors[0])
     counts = await stored(tsclient, ["s0", "s1", "s2"])
     assert sum(counts.values()) == 1_900
@@ -230,7 +233,7 @@ async def test_disk_full_under_the_spool_loses_nothing_and_duplicates_nothing(
         await writer.flush(timeout=30)
         stats = writer.stats()
     assert disk.refused > 0
-    assert stats.failed == 0 and stats.lost == 0
+    assert (stats.failed, stats.lost) == (0, 0)
     assert stats.added == stats.sent == total
     counts = await stored(tsclient, [f"full.{k}" for k in range(3)])
     assert sum(counts.values()) == total  # no point lost, none stored twice

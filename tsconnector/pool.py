@@ -169,11 +169,13 @@ class HostPool:
         connection_options: dict[str, Any] | None = None,
         events: EventHub | None = None,
     ) -> None:
-        items: list[Any] = [] if isinstance(hostlist, (str, bytes)) else list(hostlist)
+        if isinstance(hostlist, (str, bytes)):
+            parse_hostlist(hostlist)  # raises: a string is not a host list
+        items: list[Any] = list(hostlist)
         if items and all(isinstance(h, Host) for h in items):
             self.hosts: list[Host] = items
         else:
-            self.hosts = parse_hostlist(items or hostlist)
+            self.hosts = parse_hostlist(items)
         self._auth = (username, password, dbname)
         self._loop = loop
         self._connect_timeout = connect_timeout

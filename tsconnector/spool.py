@@ -156,7 +156,7 @@ def _is_torn(data: bytes, pos: int) -> bool:
     """True when the bytes at ``pos`` are a record cut short by the end of the data."""
     if len(data) - pos < FRAME.size or not data[pos:].strip(b"\x00"):
         return True  # (a crash may also leave the file extended with zeros)
-    length, _crc = FRAME.unpack_from(data, pos)
+    length: int = FRAME.unpack_from(data, pos)[0]
     return length <= MAX_RECORD and pos + FRAME.size + length > len(data)
 
 
@@ -177,9 +177,13 @@ def _write_all(fd: int, data: bytes) -> None:
             done += os.write(fd, view[done:])
 
 
-def read_segment(data: bytes) -> tuple[list[tuple[int, int, dict[str, Any]]], list[tuple[int, int, bool]]]:
-    """Every intact record of a segment, and its damaged ranges ``(offset, size, torn)``."""
-    records: list[tuple[int, int, dict[str, Any]]] = []
+Located = list[tuple[int, int, dict[str, Any]]]
+
+
+def read_segment(data: bytes) -> tuple[Located, list[tuple[int, int, bool]]]:
+    """Every intact record of a segment ``(offset, size, body)``, and its damaged ranges
+    ``(offset, size, torn)``."""
+    records: Located = []
     damaged: list[tuple[int, int, bool]] = []
     pos, end = 0, len(data)
     while pos < end:
@@ -409,7 +413,8 @@ class Spool:
             frame = encode_record({"t": "b", "seq": seq, "n": points, "end": end, "d": pairs})
             if self._current_size >= self.segment_bytes or self._fresh_segment:
                 self._start_segment()
-            assert self._current is not None and self._current_fd is not None
+            assert self._current is not None
+            assert self._current_fd is not None
             record = SpoolRecord(seq, self._current, self._current_size, len(frame), points, end)
             self._append_frame(self._current_fd, frame, self._current_size, sync=True)
             self._next_seq += 1

@@ -665,11 +665,11 @@ class BufferedWriter:
         else:
             while self._queue:
                 batch = self._queue.popleft()
-                exc = self._fatal or TsTimeoutError("writer closed before delivery")
-                self._give_up(exc, self._remaining(batch))
+                reason = self._fatal or TsTimeoutError("writer closed before delivery")
+                self._give_up(reason, self._remaining(batch))
             if self._buffered:
-                exc = self._fatal or TsTimeoutError("writer closed before delivery")
-                self._give_up(exc, self._take(self._buffered)[0])
+                reason = self._fatal or TsTimeoutError("writer closed before delivery")
+                self._give_up(reason, self._take(self._buffered)[0])
         self._closed = True
         self._notify()
 
@@ -976,7 +976,7 @@ class BufferedWriter:
                 log.info("read-back found %d point(s) already stored", present)
         if not payload:
             return
-        retry = "always" if self.ambiguous == "resend" else "safe"
+        retry: Literal["safe", "always"] = "always" if self.ambiguous == "resend" else "safe"
         while payload:
             if batch.isolate:
                 name = next(iter(payload))

@@ -1,7 +1,6 @@
 """The SiriDB client wire protocol, free of I/O: frames, package types, errors, payloads."""
 
 from .codec import pack, unpack
-from .nesting import MAX_NESTING, NestingError
 from .constants import (
     EMPTY_ANSWERS,
     HEADER,
@@ -26,18 +25,17 @@ from .frames import (
     encode_frame,
     encode_header,
 )
+from .nesting import MAX_NESTING, NestingError
 
 __all__ = [
     "EMPTY_ANSWERS",
     "HEADER",
     "HEADER_SIZE",
     "MAX_FRAME_SIZE",
-    "MICROSECOND",
     "MAX_NESTING",
+    "MICROSECOND",
     "MILLISECOND",
     "NANOSECOND",
-    "NestingError",
-    "OversizedFrame",
     "PRECISION_NAMES",
     "SECOND",
     "SUCCESS_TYPES",
@@ -46,6 +44,8 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameError",
+    "NestingError",
+    "OversizedFrame",
     "RequestType",
     "check_byte",
     "encode_frame",

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-import qpack
+import qpack  # type: ignore[import-untyped,unused-ignore]
 
 from .codec import unpack
 from .nesting import MAX_NESTING
@@ -257,6 +257,7 @@ class _SeriesDecoder:
         self.padded = a = np.concatenate((buf, np.zeros(24, dtype=np.uint8)))
         n = len(buf)
         marker = self.ts_marker
+        assert marker is not None
         mask = a[: n - 1] == 0xEF
         mask &= a[1:n] == marker
         cand = np.flatnonzero(mask)
@@ -367,7 +368,8 @@ def _sign_extend(raw: np.ndarray, width: np.ndarray) -> np.ndarray:
     import numpy as np
 
     shift = (np.uint64(64) - width * np.uint64(8)) % np.uint64(64)
-    return (raw << shift).view(np.int64) >> shift.astype(np.int64)
+    extended: np.ndarray = (raw << shift).view(np.int64) >> shift.astype(np.int64)
+    return extended
 
 
 def _after(data: bytes, pos: int, count: int | None) -> int:

@@ -65,7 +65,9 @@ class FrameDecoder:
     __slots__ = ("_buf", "_failed", "_pos", "_skip", "max_frame_size", "oversized",
                  "skip_oversized")
 
-    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE, *, skip_oversized: bool = False) -> None:
+    def __init__(
+        self, max_frame_size: int = MAX_FRAME_SIZE, *, skip_oversized: bool = False
+    ) -> None:
         self._buf = bytearray()
         self._pos = 0
         self.max_frame_size = max_frame_size

@@ -111,9 +111,11 @@ def check_nesting(data: bytes | bytearray, limit: int = MAX_NESTING) -> None:
             if pos >= end:
                 return  # open containers end with the data
             marker = data[pos]
-            if marker == _CLOSE_ARRAY or marker == _CLOSE_MAP:
+            if marker in (_CLOSE_ARRAY, _CLOSE_MAP):
                 if (marker == _CLOSE_ARRAY) != (top == _IN_OPEN_ARRAY):
-                    raise NestingError(f"cannot decode payload: misplaced close marker at byte {pos}")
+                    raise NestingError(
+                        f"cannot decode payload: misplaced close marker at byte {pos}"
+                    )
                 stack.pop()
                 pos += 1
                 if _item_done(stack):
@@ -151,7 +153,7 @@ def check_nesting(data: bytes | bytearray, limit: int = MAX_NESTING) -> None:
             pos += fmt.size + fmt.unpack_from(data, pos)[0]
             if _item_done(stack):
                 return
-        elif marker == _CLOSE_ARRAY or marker == _CLOSE_MAP:
+        elif marker in (_CLOSE_ARRAY, _CLOSE_MAP):
             raise NestingError(f"cannot decode payload: misplaced close marker at byte {pos - 1}")
         else:
             return  # a scalar cut short by the end of the data: the decoder reports it
