@@ -17,7 +17,7 @@ INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 _CLOSE_ARRAY = 0xFE  # 0xfe closes an array, 0xff a map
 #: Payloads up to this size are first tested by counting their container markers.
-_SMALL_PAYLOAD = 1024
+_SMALL_PAYLOAD = 4096
 
 
 def pack(obj: Any) -> bytes:

@@ -26,7 +26,7 @@ __all__ = ["MAX_NESTING", "NestingError", "check_nesting", "nesting_is_trivial"]
 
 #: Deepest nesting accepted from a server. SiriDB answers nest three or four levels
 #: (a map of series, an array of points, a point); this leaves ample room.
-MAX_NESTING = 32
+MAX_NESTING = 64
 
 
 class NestingError(ProtocolError):
@@ -41,7 +41,10 @@ def _marker(byte: int) -> bytes:
 
 
 _NUMBER = rb"\xec........|\xea....|\xeb........|[\x00-\x7f\xf9-\xfb]|\xe9..|\xe8."
-_SHORT_STRING = b"|".join(_marker(0x80 + n) + (b".{%d}" % n if n else b"") for n in range(100))
+# 100 alternatives, one per length; the lookahead skips them all at once for other bytes
+_SHORT_STRING = rb"(?=[\x80-\xe3])(?:" + b"|".join(
+    _marker(0x80 + n) + (b".{%d}" % n if n else b"") for n in range(100)
+) + b")"
 _SCALAR = b"(?:" + _NUMBER + b"|" + _SHORT_STRING + b")"
 
 
@@ -57,7 +60,10 @@ _SMALL = b"|".join(
     + [_marker(0xF3 + n) + _times(2 * n) for n in range(6)]
     + [rb"\xfc\xfe", rb"\xfd\xff"]
 )
-_ITEM = b"(?:" + _marker(0xEF) + _times(2) + b"|" + _SCALAR + b"|" + _SMALL + b")"
+_ITEM = (
+    b"(?:" + _marker(0xEF) + _times(2) + b"|" + _SCALAR
+    + rb"|(?=[\xed-\xf8\xfc\xfd])(?:" + _SMALL + b"))"
+)
 #: Items are skipped this many at a time (bounds the regex engine's own state).
 _RUN = 4096
 
