@@ -757,9 +757,9 @@ async def open_connection(
     """Connect and authenticate within ``timeout`` seconds; return the ready connection.
 
     ``options`` go to :class:`Connection` (``keepalive_interval``, ``ping_timeout``,
-    ``max_frame_size``, ``on_lost``, ``label``). On failure the socket is closed and the
-    error raised: ``OSError``/``TsConnectionError``, ``TsTimeoutError`` or an
-    ``AuthenticationError``.
+    ``max_frame_size``, ``close_timeout``, ``on_lost``, ``label``). On failure the
+    socket is closed and the error raised: ``OSError``/``TsConnectionError``,
+    ``TsTimeoutError`` or an ``AuthenticationError``.
     """
     loop = loop or asyncio.get_running_loop()
     deadline = loop.time() + timeout
