@@ -2,7 +2,9 @@
 
 A spool directory holds segment files ``spool-<n>.log`` of records framed by
 :mod:`tsconnector.durable` (length, CRC32, msgpack body); batch records are fsynced
-before they count as written, and a batch stays until an ack record for it is
+before they count as written (batches written together share one fsync), and series
+given as numpy arrays are stored as their raw array bytes (no Python work per point).
+A batch stays until an ack record for it is
 appended. A write that fails (disk full) is cut back off the segment, so a segment
 only ever ends in a torn record after a crash. The spool also keeps ``position``: how
 many points were ever written to it, so an ingest process can tell where to resume its
@@ -23,7 +25,7 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,8 @@ def unencodable_series(data: Mapping[str, Any]) -> dict[str, Exception]:
     """The series of a batch that the spool cannot encode, each with its error."""
     bad: dict[str, Exception] = {}
     for name, points in data.items():
+        if _is_columns(points):
+            continue
         try:
             pack_record({"d": {name: points_as_pairs(points)}})
         except Exception as exc:
@@ -127,9 +131,54 @@ def unencodable_series(data: Mapping[str, Any]) -> dict[str, Exception]:
     return bad
 
 
-# Every record body is a msgpack map whose first key is "t" (fixstr) with a one-letter
-# kind: batch, ack or segment header. Candidates for resynchronising after damage.
-_BODY_START = re.compile(rb"[\x82-\x85]\xa1t\xa1[abh]")
+def _is_columns(points: Any) -> bool:
+    """A numpy ``(int64 timestamps, int64 or float64 values)`` pair."""
+    return (
+        isinstance(points, tuple)
+        and len(points) == 2
+        and getattr(points[0], "dtype", None) is not None
+        and getattr(points[1], "dtype", None) is not None
+        and points[0].dtype.kind == "i"
+        and points[1].dtype.kind in "if"
+    )
+
+
+def _encode_batch(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch's series: ``{"d": {name: pairs}, "c": {name: [ts, kind, values]}}`` where
+    numpy series are raw little-endian int64/float64 bytes and the rest point lists."""
+    listed: dict[str, Any] = {}
+    columns: dict[str, Any] = {}
+    for name, points in data.items():
+        if _is_columns(points):
+            ts, values = points
+            kind = values.dtype.kind
+            columns[name] = [ts.astype("<i8", copy=False).tobytes(), kind,
+                             values.astype("<i8" if kind == "i" else "<f8", copy=False).tobytes()]
+        else:
+            listed[name] = points_as_pairs(points)
+    body: dict[str, Any] = {"d": listed}
+    if columns:
+        body["c"] = columns
+    return body
+
+
+def _decode_batch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``{series: points}`` of a batch record (numpy pairs for its array series)."""
+    data = dict(body["d"])
+    columns = body.get("c")
+    if columns:
+        import numpy as np
+
+        for name, (ts, kind, values) in columns.items():
+            dtype = "<i8" if kind == "i" else "<f8"
+            data[name] = (np.frombuffer(ts, dtype="<i8").astype(np.int64),
+                          np.frombuffer(values, dtype=dtype).astype(dtype[1:]))
+    return data
+
+
+# Every record body is a msgpack map (2 to 6 keys) whose first key is "t" (fixstr) with a
+# one-letter kind: batch, ack or segment header. Candidates for resynchronising after damage.
+_BODY_START = re.compile(rb"[\x82-\x86]\xa1t\xa1[abh]")
 
 
 def _record_at(data: bytes, pos: int) -> tuple[int, dict[str, Any]] | None:
@@ -404,29 +453,44 @@ class Spool:
         ``skipped`` more points (given up by the caller) still advance ``position``.
         Raises ``OSError`` (nothing written) when the disk refuses the write.
         """
-        pairs = {name: points_as_pairs(p) for name, p in data.items()}
+        return self.append_many([(data, points, skipped)])[0]
+
+    def append_many(
+        self, batches: Sequence[tuple[Mapping[str, Any], int, int]]
+    ) -> list[SpoolRecord]:
+        """Write batches ``(data, points, skipped)`` in order with one fsync (group
+        commit); blocking. On ``OSError`` none of them is written."""
+        bodies = [_encode_batch(data) for data, _, _ in batches]
         with self._lock:
             if self._current_fd is None:
                 raise RuntimeError("the spool is not open")
-            seq = self._next_seq
-            end = self.position + points + skipped
-            frame = encode_record({"t": "b", "seq": seq, "n": points, "end": end, "d": pairs})
             if self._current_size >= self.segment_bytes or self._fresh_segment:
                 self._start_segment()
             assert self._current is not None
             assert self._current_fd is not None
-            record = SpoolRecord(seq, self._current, self._current_size, len(frame), points, end)
-            self._append_frame(self._current_fd, frame, self._current_size, sync=True)
-            self._next_seq += 1
-            self._current_size += len(frame)
-            self.position = end
-            self._pending.setdefault(record.segment, set()).add(seq)
-            self.pending_points += points
-            self.pending_records += 1
-        return record
+            seq, position, offset = self._next_seq, self.position, self._current_size
+            records: list[SpoolRecord] = []
+            frames: list[bytes] = []
+            for (_, points, skipped), body in zip(batches, bodies):
+                end = position + points + skipped
+                frame = encode_record({"t": "b", "seq": seq, "n": points, "end": end, **body})
+                records.append(SpoolRecord(seq, self._current, offset, len(frame), points, end))
+                frames.append(frame)
+                seq, position, offset = seq + 1, end, offset + len(frame)
+            self._append_frame(self._current_fd, b"".join(frames) if len(frames) > 1
+                               else frames[0], self._current_size, sync=True)
+            self._next_seq = seq
+            self._current_size = offset
+            self.position = position
+            pending = self._pending.setdefault(self._current, set())
+            for record in records:
+                pending.add(record.seq)
+                self.pending_points += record.points
+                self.pending_records += 1
+        return records
 
-    def read(self, record: SpoolRecord) -> dict[str, list[Any]]:
-        """The batch ``{series: [[ts, value], ...]}`` of ``record``.
+    def read(self, record: SpoolRecord) -> dict[str, Any]:
+        """The batch ``{series: points}`` of ``record`` (numpy pairs for array series).
 
         Raises :class:`SpoolCorrupted` when its bytes changed since they were written.
         """
@@ -435,7 +499,7 @@ class Spool:
             data = fh.read(record.size)
         for _, _, body in iter_records(data):
             if body.get("seq") == record.seq and body.get("t") == "b":
-                return dict(body["d"])
+                return _decode_batch(body)
         damage = SpoolDamage(record.segment, record.offset, record.size, False, 1,
                              record.points)
         raise SpoolCorrupted(
