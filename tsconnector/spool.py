@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped,unused-ignore]
+
 from .durable import FRAME, MAX_RECORD, fsync_dir, iter_bodies, pack_record, unpack_record
 from .exceptions import TsConnectorError
 
@@ -143,23 +145,60 @@ def _is_columns(points: Any) -> bool:
     )
 
 
-def _encode_batch(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A batch's series: ``{"d": {name: pairs}, "c": {name: [ts, kind, values]}}`` where
-    numpy series are raw little-endian int64/float64 bytes and the rest point lists."""
+def _encode_batch(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A batch's series as ``({name: pairs}, {name: (ts, values)})``: numpy series apart,
+    to be written as their raw little-endian int64/float64 bytes."""
     listed: dict[str, Any] = {}
     columns: dict[str, Any] = {}
     for name, points in data.items():
         if _is_columns(points):
-            ts, values = points
-            kind = values.dtype.kind
-            columns[name] = [ts.astype("<i8", copy=False).tobytes(), kind,
-                             values.astype("<i8" if kind == "i" else "<f8", copy=False).tobytes()]
+            columns[name] = points
         else:
             listed[name] = points_as_pairs(points)
-    body: dict[str, Any] = {"d": listed}
-    if columns:
-        body["c"] = columns
-    return body
+    return listed, columns
+
+
+def _batch_parts(
+    seq: int, points: int, end: int, listed: dict[str, Any], columns: dict[str, Any]
+) -> list[bytes | memoryview]:
+    """The msgpack body of a batch record as parts that join to the encoding of
+    ``{"t": "b", "seq": .., "n": .., "end": .., "d": listed, "c": {name: [ts bytes, kind,
+    values bytes]}}`` (array bytes as bin 32); the arrays' bytes are parts of their own,
+    never copied."""
+    head = {"t": "b", "seq": seq, "n": points, "end": end, "d": listed}
+    if not columns:
+        return [msgpack.packb(head, use_bin_type=True)]
+    packed = msgpack.packb(head, use_bin_type=True)
+    parts: list[bytes | memoryview] = [bytes([packed[0] + 1]) + packed[1:] + b"\xa1c"]
+    parts.append(_map_header(len(columns)))
+    for name, (ts, values) in columns.items():
+        kind = values.dtype.kind
+        raw_ts = _raw(ts, "<i8")
+        raw_values = _raw(values, "<i8" if kind == "i" else "<f8")
+        parts.append(msgpack.packb(name, use_bin_type=True) + b"\x93" + _bin_header(len(raw_ts)))
+        parts.append(raw_ts)
+        parts.append((b"\xa1i" if kind == "i" else b"\xa1f") + _bin_header(len(raw_values)))
+        parts.append(raw_values)
+    return parts
+
+
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x80 | n])
+    if n < 1 << 16:
+        return b"\xde" + n.to_bytes(2, "big")
+    return b"\xdf" + n.to_bytes(4, "big")
+
+
+def _bin_header(n: int) -> bytes:
+    return b"\xc6" + n.to_bytes(4, "big")  # bin 32: what msgpack writes for large bytes
+
+
+def _raw(arr: Any, dtype: str) -> memoryview:
+    """The bytes of an array in ``dtype``, without a copy when it already is one."""
+    import numpy as np
+
+    return memoryview(np.ascontiguousarray(arr, dtype=dtype)).cast("B")
 
 
 def _decode_batch(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,7 +257,7 @@ def _next_record(data: bytes, pos: int) -> int | None:
     return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until every byte is written (a write may be short)."""
     with memoryview(data) as view:
         done = 0
@@ -425,15 +464,19 @@ class Spool:
         if old is not None and old not in self._pending:
             old.unlink()
 
-    def _append_frame(self, fd: int, frame: bytes, size: int, sync: bool) -> None:
-        """Append ``frame`` to a segment of ``size`` bytes; on failure cut it back off.
+    def _append_frame(
+        self, fd: int, frame: bytes | list[bytes | memoryview], size: int, sync: bool
+    ) -> None:
+        """Append ``frame`` (or its parts) to a segment of ``size`` bytes; on failure cut
+        it back off.
 
         A write that fails (disk full) leaves no partial record behind, so the segment
         stays readable to its end; if even the cut fails, the next write opens a new
         segment (the partial record is then a torn tail, as after a crash).
         """
         try:
-            _write_all(fd, frame)
+            for part in [frame] if isinstance(frame, bytes) else frame:
+                _write_all(fd, part)
             if sync:
                 os.fsync(fd)
         except OSError:
@@ -470,15 +513,20 @@ class Spool:
             assert self._current_fd is not None
             seq, position, offset = self._next_seq, self.position, self._current_size
             records: list[SpoolRecord] = []
-            frames: list[bytes] = []
-            for (_, points, skipped), body in zip(batches, bodies):
+            parts: list[bytes | memoryview] = []
+            for (_, points, skipped), (listed, columns) in zip(batches, bodies):
                 end = position + points + skipped
-                frame = encode_record({"t": "b", "seq": seq, "n": points, "end": end, **body})
-                records.append(SpoolRecord(seq, self._current, offset, len(frame), points, end))
-                frames.append(frame)
-                seq, position, offset = seq + 1, end, offset + len(frame)
-            self._append_frame(self._current_fd, b"".join(frames) if len(frames) > 1
-                               else frames[0], self._current_size, sync=True)
+                body = _batch_parts(seq, points, end, listed, columns)
+                length, crc = 0, 0
+                for part in body:
+                    length += len(part)
+                    crc = zlib.crc32(part, crc)
+                parts.append(FRAME.pack(length, crc))
+                parts += body  # framed, not copied
+                size = FRAME.size + length
+                records.append(SpoolRecord(seq, self._current, offset, size, points, end))
+                seq, position, offset = seq + 1, end, offset + size
+            self._append_frame(self._current_fd, parts, self._current_size, sync=True)
             self._next_seq = seq
             self._current_size = offset
             self.position = position

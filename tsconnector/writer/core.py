@@ -35,10 +35,10 @@ from .batch import Batch
 from .buffer import PointBuffer
 from .errors import BufferFull, WriterClosedError
 from .points import (
+    PrecisionNeeded,
     check_point,
     check_series_name,
     frame_items,
-    needs_precision,
     normalize,
     pairs,
     points_of,
@@ -251,23 +251,18 @@ class BufferedWriter:
         points fit at once; otherwise the points enter as room frees up, in order.
         """
         self._check_open()
-        precision = None
-        if needs_precision(data):
+        try:
+            items, total = self._normalized(data, None)
+        except PrecisionNeeded:  # datetime timestamps: learn the database's unit once
             precision = await self.client.db_time_precision(self.query_timeout)
-        entries = frame_items(data) if hasattr(data, "columns") else list(data.items())
-        items: list[tuple[str, Any, int]] = []
-        total = 0
-        for series, points in entries:
-            piece, n = normalize(series, points, self.validate, precision)
-            if n:
-                items.append((series, piece, n))
-                total += n
+            items, total = self._normalized(data, precision)
         buffer = self._buffer
         if not block and buffer.points + self._loaded + total > self.max_buffer_points:
             raise BufferFull(f"no room for {total} point(s) in the writer's buffer")
         loop = self._loop
         assert loop is not None
         ready = False
+        now = loop.time()
         for series, piece, n in items:
             while n:
                 room = self.max_buffer_points - buffer.points - self._loaded
@@ -276,16 +271,34 @@ class BufferedWriter:
                         ready = False
                         await asyncio.sleep(0)
                     await self._make_room(1, True)
+                    now = loop.time()
                     continue
                 if n > room:
                     head, piece = split(piece, room)
                     take, n = room, n - room
                 else:
                     head, take, n = piece, n, 0
-                buffer.add_piece(series, head, take, loop.time())
+                buffer.add_piece(series, head, take, now)
                 ready = self._accepted(take) or ready
-        if ready:
-            await asyncio.sleep(0)  # let the background task cut and send
+        if ready or self._inflight:
+            # Let the background task cut and send, and deliveries take their answers:
+            # the server works on one batch while the caller adds the next.
+            await asyncio.sleep(0)
+
+    def _normalized(
+        self, data: Any, precision: int | None
+    ) -> tuple[list[tuple[str, Any, int]], int]:
+        """The writer's own checked copy of an ``add_many`` argument, and its points."""
+        entries = frame_items(data) if hasattr(data, "columns") else data.items()
+        items: list[tuple[str, Any, int]] = []
+        total = 0
+        validate = self.validate
+        for series, points in entries:
+            piece, n = normalize(series, points, validate, precision)
+            if n:
+                items.append((series, piece, n))
+                total += n
+        return items, total
 
     def _check_open(self) -> None:
         if self._closing:
@@ -724,6 +737,10 @@ class BufferedWriter:
         finally:
             self._inflight.discard(batch)
             batch.task = None
+            if self._fatal is None and self._loop is not None and not self._loop.is_closed():
+                # the next batch goes out now, even while the background task is busy
+                # spooling (so the server never waits for a spool write)
+                self._start_deliveries(self._loop.time())
             self._wake()
 
     async def _attempt(self, batch: Batch) -> None:

@@ -13,18 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import qpack  # type: ignore[import-untyped,unused-ignore]
+
 from ..timeutil import INT64_MAX, INT64_MIN, datetime64_to_db
 
 __all__ = [
     "NAME_BYTES_LIMIT",
     "Piece",
+    "PrecisionNeeded",
     "bounds",
     "check_point",
     "check_series_name",
     "count",
     "frame_items",
     "merge",
-    "needs_precision",
     "normalize",
     "pairs",
     "points_of",
@@ -41,6 +43,8 @@ Piece = Any
 
 def check_series_name(series: Any) -> None:
     """A series name must be a non-empty str that UTF-8 can encode, under 65535 bytes."""
+    if type(series) is str and series.isascii() and 0 < len(series) < NAME_BYTES_LIMIT:
+        return
     if not isinstance(series, str) or not series:
         raise TypeError(f"series name must be a non-empty str, not {series!r}")
     if not series.isascii():
@@ -71,17 +75,14 @@ def _check_text(series: str, value: str) -> None:
 def _check_list(series: str, points: list[Any]) -> tuple[Sequence[int], Sequence[Any], set[type]]:
     """Refuse what the server would reject; returns the timestamps, values and value types."""
     try:
-        lengths = set(map(len, points))
-    except TypeError:  # a point without a length (a number...)
-        lengths = set()
-    if lengths != {2}:
+        stamps, values = zip(*points, strict=True)
+    except (TypeError, ValueError):  # not all pairs: find the first bad one
         bad = next(
             (p for p in points if not isinstance(p, (list, tuple)) or len(p) != 2), points[0]
         )
         raise ValueError(
             f"series {series!r}: every point must be a (timestamp, value) pair, got {bad!r}"
-        )
-    stamps, values = zip(*points)
+        ) from None
     if not set(map(type, stamps)) <= {int}:
         raise TypeError(f"series {series!r}: timestamps must be int")
     if min(stamps) < 0 or max(stamps) > INT64_MAX:
@@ -99,6 +100,85 @@ def _check_list(series: str, points: list[Any]) -> tuple[Sequence[int], Sequence
             if type(value) is str:
                 _check_text(series, value)
     return stamps, values, kinds
+
+
+_INT_WIDTH = {0xE8: 1, 0xE9: 2, 0xEA: 4, 0xEB: 8}
+_RECORDS: dict[tuple[int, int], Any] = {}
+
+
+def _packed_columns(points: list[Any]) -> Piece | None:
+    """Check and convert a list of points in C: qpack packs it, and when every point came
+    out in one fixed-width layout ``[int, int]`` or ``[int, float]`` (what lists of
+    numbers look like), the packed bytes are checked and read as numpy columns. None
+    for anything else (small lists, strings, bools, mixed widths, -1.0/0.0/1.0 floats,
+    which qpack writes as single bytes), which takes the exact path."""
+    n = len(points)
+    if n < 6:
+        return None
+    try:
+        packed: bytes = qpack.packb(points)
+    except Exception:
+        return None
+    ts_marker = packed[2]
+    tw = _INT_WIDTH.get(ts_marker)
+    if tw is None or len(packed) < 4 + tw:
+        return None
+    value_marker = packed[3 + tw]
+    vw = 8 if value_marker == 0xEC else _INT_WIDTH.get(value_marker)
+    if vw is None:
+        return None
+    stride = 3 + tw + vw
+    if len(packed) != n * stride + 2 or packed[0] != 0xFC or packed[-1] != 0xFE:
+        return None
+    body = packed[1:-1]
+    if (
+        body[0::stride] != b"\xef" * n
+        or body[1::stride] != bytes((ts_marker,)) * n
+        or body[2 + tw :: stride] != bytes((value_marker,)) * n
+    ):
+        return None
+    import numpy as np
+
+    dtype = _RECORDS.get((ts_marker, value_marker))
+    if dtype is None:
+        dtype = _RECORDS[(ts_marker, value_marker)] = np.dtype({
+            "names": ["ts", "value"],
+            "formats": [f"<i{tw}", "<f8" if value_marker == 0xEC else f"<i{vw}"],
+            "offsets": [2, 3 + tw],
+            "itemsize": stride,
+        })
+    records = np.frombuffer(body, dtype=dtype, count=n)
+    ts = records["ts"].astype(np.int64)
+    if ts.min() < 0:
+        return None  # the exact path raises the error
+    return ts, records["value"].astype(np.float64 if value_marker == 0xEC else np.int64)
+
+
+def _checked_columns(series: str, points: list[Any]) -> Piece:
+    """A checked list of points: a numpy pair when its values are all int or all float
+    (the common case, checked with numpy where it can), else the list itself."""
+    import numpy as np
+
+    try:
+        stamps, values = zip(*points, strict=True)
+    except (TypeError, ValueError):
+        _check_list(series, points)  # raises the error that names the bad point
+        raise
+    kinds = set(map(type, values))
+    if len(kinds) != 1 or (float not in kinds and int not in kinds):
+        _check_list(series, points)
+        return points
+    if not set(map(type, stamps)) <= {int}:
+        raise TypeError(f"series {series!r}: timestamps must be int")
+    try:
+        ts = np.array(stamps, dtype=np.int64)
+        column = np.array(values, dtype=np.float64 if float in kinds else np.int64)
+    except OverflowError:
+        _check_list(series, points)  # raises the error that names what is out of range
+        raise
+    if int(ts.min()) < 0:
+        raise OverflowError(f"series {series!r}: timestamp out of range")
+    return ts, column
 
 
 def check_point(series: Any, ts: Any, value: Any) -> None:
@@ -120,29 +200,37 @@ def check_point(series: Any, ts: Any, value: Any) -> None:
 
 
 def _numpy_points(series: str, ts: Any, values: Any, precision: int | None) -> Piece:
-    """Copies of numpy ``(timestamps, values)`` in wire-friendly dtypes (or pairs for text)."""
+    """Copies of numpy ``(timestamps, values)`` in wire-friendly dtypes (or pairs for text).
+
+    Checked with a few vectorised calls per series, never per point."""
     import numpy as np
 
-    ts = np.asarray(ts)
-    values = np.asarray(values)
+    if type(ts) is not np.ndarray:
+        ts = np.asarray(ts)
+    if type(values) is not np.ndarray:
+        values = np.asarray(values)
     if ts.ndim != 1 or values.shape != ts.shape:
         raise ValueError(f"series {series!r}: timestamps and values must be 1-d, same length")
-    if ts.dtype.kind == "M":
+    tkind = ts.dtype.kind
+    if tkind == "M":
         if precision is None:
-            raise TypeError(f"series {series!r}: datetime timestamps need the precision")
+            raise PrecisionNeeded(series)
         ts = datetime64_to_db(ts, precision)
-    if ts.dtype.kind not in "iu":
+        tkind = "i"
+    if tkind not in "iu":
         raise TypeError(f"series {series!r}: timestamps must be an integer array")
-    if len(ts) and (int(ts.min()) < 0 or int(ts.max()) > INT64_MAX):
+    if len(ts) and (ts.min() < 0 or (tkind == "u" and int(ts.max()) > INT64_MAX)):
         raise OverflowError(f"series {series!r}: timestamp out of range")
-    ts = ts.astype(np.int64, copy=True)
+    ts = ts.astype(np.int64)  # a copy: the caller may reuse its arrays
     kind = values.dtype.kind
     if kind == "f":
-        return ts, values.astype(np.float64, copy=True)
-    if kind in "iu":
+        return ts, values.astype(np.float64)
+    if kind == "i":
+        return ts, values.astype(np.int64)
+    if kind == "u":
         if len(values) and int(values.max()) > INT64_MAX:
             raise OverflowError(f"series {series!r}: integer value out of int64 range")
-        return ts, values.astype(np.int64, copy=True)
+        return ts, values.astype(np.int64)
     if kind in "UO":
         listed = list(zip(ts.tolist(), values.tolist()))
         _check_list(series, listed)
@@ -159,6 +247,10 @@ def _is_numpy_pair(points: Any) -> bool:
     )
 
 
+class PrecisionNeeded(Exception):
+    """Datetime timestamps were seen before the database's precision was known."""
+
+
 def _is_pandas_series(points: Any) -> bool:
     return (
         type(points).__module__.partition(".")[0] == "pandas"
@@ -172,19 +264,6 @@ def _index_values(index: Any) -> Any:
     if getattr(index, "tz", None) is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     return index.to_numpy()
-
-
-def needs_precision(data: Any) -> bool:
-    """True when ``data`` (an ``add_many`` argument) has datetime timestamps."""
-    if hasattr(data, "columns") and hasattr(data, "index"):
-        return str(getattr(data.index, "dtype", "")).startswith("datetime64")
-    for points in data.values():
-        if _is_pandas_series(points):
-            if str(getattr(points.index, "dtype", "")).startswith("datetime64"):
-                return True
-        elif _is_numpy_pair(points) and points[0].dtype.kind == "M":
-            return True
-    return False
 
 
 def frame_items(frame: Any) -> list[tuple[str, Any]]:
@@ -212,8 +291,16 @@ def normalize(series: Any, points: Any, validate: bool, precision: int | None = 
 ]:
     """``(piece, count)``: the writer's own copy of one series' points."""
     check_series_name(series)
+    if type(points) is list:  # the common shapes first
+        if not validate:
+            piece: Piece = points[:]
+        else:
+            piece = _packed_columns(points)
+            if piece is None:
+                piece = _checked_columns(series, points[:]) if points else []
+        return piece, count(piece)
     if _is_numpy_pair(points):
-        piece: Piece = _numpy_points(series, points[0], points[1], precision)
+        piece = _numpy_points(series, points[0], points[1], precision)
     elif _is_pandas_series(points):
         values = points.to_numpy()
         if values.dtype.kind == "O" and points.isna().any():
@@ -226,20 +313,13 @@ def normalize(series: Any, points: Any, validate: bool, precision: int | None = 
     else:
         piece = list(points)
         if validate and piece:
-            stamps, values, kinds = _check_list(series, piece)
-            if kinds == {float} or kinds == {int}:
-                import numpy as np
-
-                piece = (
-                    np.array(stamps, dtype=np.int64),
-                    np.array(values, dtype=np.float64 if float in kinds else np.int64),
-                )
+            piece = _checked_columns(series, piece)
     return piece, count(piece)
 
 
 def count(piece: Piece) -> int:
     """Points in a piece."""
-    return len(piece[0]) if isinstance(piece, tuple) else len(piece)
+    return len(piece[0]) if type(piece) is tuple else len(piece)
 
 
 def points_of(data: Mapping[str, Piece]) -> int:
