@@ -198,7 +198,8 @@ def _raw(arr: Any, dtype: str) -> memoryview:
     """The bytes of an array in ``dtype``, without a copy when it already is one."""
     import numpy as np
 
-    return memoryview(np.ascontiguousarray(arr, dtype=dtype)).cast("B")
+    view: memoryview = np.ascontiguousarray(arr, dtype=dtype).data
+    return view.cast("B")
 
 
 def _decode_batch(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -146,6 +146,7 @@ class BufferedWriter:
         self._spool_failures = 0
         self._closing = False
         self._closed = False
+        self._stopped = False  # no new deliveries (closed, or the background task ended)
         self._fatal: BaseException | None = None
         self._count = Counters()
 
@@ -413,6 +414,7 @@ class BufferedWriter:
 
     async def _stop_deliveries(self) -> None:
         """Cancel the deliveries still running (their batches stay queued or spooled)."""
+        self._stopped = True
         tasks = [b.task for b in self._inflight if b.task is not None]
         for t in tasks:
             t.cancel()
@@ -737,7 +739,7 @@ class BufferedWriter:
         finally:
             self._inflight.discard(batch)
             batch.task = None
-            if self._fatal is None and self._loop is not None and not self._loop.is_closed():
+            if self._fatal is None and not self._stopped and self._loop is not None:
                 # the next batch goes out now, even while the background task is busy
                 # spooling (so the server never waits for a spool write)
                 self._start_deliveries(self._loop.time())
