@@ -270,7 +270,7 @@ def report(args: argparse.Namespace, targets: list[Target],
                 for t in targets if t.mode is not None)])
         c.print_table("embedded server speed relative to --hosts (>1: faster)",
                       ["case", *(t.label for t in targets if t.mode is not None)], ratio_rows)
-    print("\ntargets (issue 17):")
+    print("\ntargets:")
     for name, (mode, case), unit, goal, higher in TARGETS:
         label = f"embedded {mode}"
         if label not in results:

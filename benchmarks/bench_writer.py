@@ -237,7 +237,7 @@ def report(
     c.print_table("ingest", ["case", "M points/s", "vs siridb-connector", "vs best direct"],
                   rows)
     spool = statistics.median(times["BufferedWriter + spool"])
-    print("\ntargets (issue 17):")
+    print("\ntargets:")
     print(c.verdict("writer + spool vs siridb-connector sequential", base / spool, 2))
     print(c.verdict("writer + spool vs TsClient best direct", direct / spool, 0.9))
 
