@@ -320,14 +320,21 @@ SMALL_HEADERS = ["client", "in flight", "queries/s", "p50 ms", "p99 ms", "client
 
 
 def server_bound_note(rows: list[list[Any]]) -> str | None:
-    """A note when the server, not the client, limits the queries/s of a row."""
-    bound = [f"{r[0]} ({r[1]} in flight)" for r in rows
-             if isinstance(r[7], str) and r[7].endswith("%") and float(r[7][:-1]) >= 85]
+    """A note for the rows whose queries/s the server, not the client, limits: its
+    process was busy nearly all the time, or it spends more CPU per query than the client
+    (each process runs on one core at most, so the slower side sets the pace)."""
+    bound = []
+    for row in rows:
+        client_cpu, server_cpu, busy = row[5], row[6], row[7]
+        busy_pct = float(busy[:-1]) if isinstance(busy, str) and busy.endswith("%") else 0.0
+        if busy_pct >= 85 or (server_cpu == server_cpu and server_cpu > client_cpu):
+            bound.append(f"{row[0]} ({row[1]} in flight: server {server_cpu:.1f} us/q, "
+                         f"client {client_cpu:.1f} us/q, server busy {busy})")
     if not bound:
         return None
-    return ("  note: the server is the bottleneck for " + ", ".join(bound) + ": its process "
-            "was busy >= 85% of the time, so queries/s (and its ratio) is the server's limit, "
-            "which no client can move; compare the client CPU per query instead.")
+    return ("  note: the server is the bottleneck for " + "; ".join(bound) + ". Its "
+            "queries/s (and their ratio) is the server's limit, which no client can move; "
+            "compare the client CPU per query instead.")
 
 
 # -------------------------------------------------------------------------------- main
