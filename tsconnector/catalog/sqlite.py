@@ -101,9 +101,14 @@ class SqliteDB(Database):
             await conn.close()
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            self.path, uri=self._uri, isolation_level=None, cached_statements=256
-        )
+        if not self.memory and not self._uri:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(folder):
+                raise DatabaseError(f"cannot open {self.path!r}: no directory {folder!r}")
+        with _mapped_errors():
+            conn = await aiosqlite.connect(
+                self.path, uri=self._uri, isolation_level=None, cached_statements=256
+            )
         try:
             conn.row_factory = sqlite3.Row
             with _mapped_errors():
