@@ -7,8 +7,8 @@ import io
 from typing import Any
 
 import pytest
-
 from catalog_backends import Backend
+
 from tsconnector.catalog import (
     ConflictError,
     Database,
@@ -90,7 +90,8 @@ async def test_new_from_mapping_and_row_save_inserts(catalog_db: Database) -> No
         assert a == {"name": "a", "role": "y"}
         b = Row({"name": "b"})
         await t.save(b)
-        assert b.id is not None and b.id > a.id
+        assert b.id is not None
+        assert b.id > a.id
         assert (await t.get(b.id)) == {"name": "b"}
         assert await t.new() == {}
 
@@ -140,17 +141,21 @@ async def test_savepoints_nest_and_roll_back_alone(catalog_db: Database) -> None
     await people(catalog_db)
     async with catalog_db.session() as s:
         t = s["people"]
+
+        async def fails_inside(exc: Exception | None) -> None:
+            async with s.savepoint():
+                await t.new(name="undone")
+                if exc is not None:
+                    raise exc
+                await s["nothing_here"].get(1)
+
         await t.new(name="outer")
         async with s.savepoint():
             await t.new(name="kept inner")
             with pytest.raises(KeyError):
-                async with s.savepoint():
-                    await t.new(name="undone")
-                    raise KeyError("boom")
+                await fails_inside(KeyError("boom"))
         with pytest.raises(MissingTable):
-            async with s.savepoint():
-                await t.new(name="undone too")
-                await s["nothing_here"].get(1)
+            await fails_inside(None)
         await t.new(name="after")  # the transaction is still usable
         await s.commit()
     async with catalog_db.session() as s:
@@ -224,11 +229,20 @@ async def test_find_first_single(catalog_db: Database) -> None:
         ({"name": Re("^[a-c]")}, ["ada", "bob", "cy"]),
         ({"name": Re("a$"), "role": "user"}, ["éva"]),
         ({"name": Re("(a|b)+")}, ["ada", "bob", "Dan", "éva"]),
-        ({"city": Sql(postgresql="length({field}) > $1", sqlite="length({field}) > $1", params=[5])}, ["ada", "Dan"]),
+        (
+            {
+                "city": Sql(
+                    postgresql="length({field}) > $1", sqlite="length({field}) > $1", params=[5]
+                )
+            },
+            ["ada", "Dan"],
+        ),
         ({"nickname": "x"}, []),
     ],
 )
-async def test_query_filters(catalog_db: Database, where: dict[str, Any], expected: list[str]) -> None:
+async def test_query_filters(
+    catalog_db: Database, where: dict[str, Any], expected: list[str]
+) -> None:
     await people(catalog_db, SAMPLE)
     async with catalog_db.session() as s:
         rows = await s["people"].query(where=where)
@@ -237,7 +251,9 @@ async def test_query_filters(catalog_db: Database, where: dict[str, Any], expect
 
 
 async def test_like_escapes_and_glob_characters(catalog_db: Database) -> None:
-    await people(catalog_db, [{"v": "100%"}, {"v": "100x"}, {"v": "a*b"}, {"v": "a_b"}, {"v": "[x]"}])
+    await people(
+        catalog_db, [{"v": "100%"}, {"v": "100x"}, {"v": "a*b"}, {"v": "a_b"}, {"v": "[x]"}]
+    )
     async with catalog_db.session() as s:
         t = s["people"]
 
@@ -269,7 +285,11 @@ async def test_order_offset_limit_count(catalog_db: Database) -> None:
         assert await names(order_by="city") == ["cy", "Dan", "ada", "bob", "éva"]
         assert await names(order_by=Reversed("city")) == ["bob", "éva", "ada", "Dan", "cy"]
         assert await names(order_by=["role", Reversed("name")]) == [
-            "ada", "Dan", "éva", "cy", "bob"
+            "ada",
+            "Dan",
+            "éva",
+            "cy",
+            "bob",
         ]
         assert await names(order_by=Reversed("id")) == ["éva", "Dan", "cy", "bob", "ada"]
         assert await names(order_by="name", offset=1, limit=2) == ["ada", "bob"]
@@ -315,7 +335,16 @@ async def test_bad_names_and_values_are_rejected_with_clear_errors(catalog_db: D
     await people(catalog_db)
     async with catalog_db.session() as s:
         t = s["people"]
-        for bad_table in ("People", "a b", "x;drop", "1abc", "a__b", "tsconnector_files", "", "x" * 49):
+        for bad_table in (
+            "People",
+            "a b",
+            "x;drop",
+            "1abc",
+            "a__b",
+            "tsconnector_files",
+            "",
+            "x" * 49,
+        ):
             with pytest.raises(ValueError, match="invalid table name"):
                 s[bad_table]
         with pytest.raises(TypeError):
@@ -365,7 +394,22 @@ async def test_missing_table(catalog_db: Database) -> None:
 
 
 async def test_unicode_and_awkward_values_round_trip(catalog_db: Database) -> None:
-    values = ["", " ", "'", '"', "\\", "$1", "%", "_", "{field}", "日本語", "emoji 🎉", "a\nb\tc", "\u2028", "x" * 5000]
+    values = [
+        "",
+        " ",
+        "'",
+        '"',
+        "\\",
+        "$1",
+        "%",
+        "_",
+        "{field}",
+        "日本語",
+        "emoji 🎉",
+        "a\nb\tc",
+        "\u2028",
+        "x" * 5000,
+    ]
     await people(catalog_db)
     async with catalog_db.session() as s:
         t = s["people"]
@@ -415,19 +459,27 @@ async def test_low_level_sql_api(catalog_db: Database) -> None:
         assert table == quote_ident("my table") == '"my table"'
         await s.execute(f"CREATE TABLE {table} (pos {kind} PRIMARY KEY, name TEXT UNIQUE)")
         assert await s.execute(f"INSERT INTO {table} VALUES ($1, $2)", 1, "a") == 1
-        await s.executemany(f"INSERT INTO {table} VALUES ($1, $2)", [(i, f"n{i}") for i in range(2, 1002)])
-        assert await s.execute(f"UPDATE {table} SET name = name || $1 WHERE pos > $2", "!", 990) == 11
+        await s.executemany(
+            f"INSERT INTO {table} VALUES ($1, $2)", [(i, f"n{i}") for i in range(2, 1002)]
+        )
+        assert (
+            await s.execute(f"UPDATE {table} SET name = name || $1 WHERE pos > $2", "!", 990) == 11
+        )
         assert await s.fetch(f"SELECT pos, name FROM {table} WHERE pos <= $1 ORDER BY pos", 2) == [
             {"pos": 1, "name": "a"},
             {"pos": 2, "name": "n2"},
         ]
-        assert await s.fetchrow(f"SELECT name FROM {table} WHERE pos = $1", 1001) == {"name": "n1001!"}
+        assert await s.fetchrow(f"SELECT name FROM {table} WHERE pos = $1", 1001) == {
+            "name": "n1001!"
+        }
         assert await s.fetchrow(f"SELECT name FROM {table} WHERE pos = $1", -1) is None
         assert await s.fetchval(f"SELECT count(*) FROM {table} WHERE name LIKE $1", "n1%") == 112
         assert await s.fetchval(f"SELECT name FROM {table} WHERE pos = $1", -1) is None
         # the same parameter twice, and '$1' inside a literal is not a parameter
         assert await s.fetchval("SELECT $1 || '$1' || $1", "x") == "x$1x"
-        seen = [r["pos"] async for r in s.iterate(f"SELECT pos FROM {table} ORDER BY pos", prefetch=7)]
+        seen = [
+            r["pos"] async for r in s.iterate(f"SELECT pos FROM {table} ORDER BY pos", prefetch=7)
+        ]
         assert seen == list(range(1, 1002))
         with pytest.raises(IntegrityError):
             await s.execute(f"INSERT INTO {table} VALUES ($1, $2)", 1, "dup")
@@ -489,7 +541,9 @@ async def test_migrations_apply_once_and_forward(catalog_db: Database) -> None:
 
 async def test_failed_migration_rolls_back_entirely(catalog_db: Database) -> None:
     good = Migration(1, sql="CREATE TABLE tsconnector_half (k TEXT)")
-    bad = Migration(2, sql="CREATE TABLE tsconnector_half2 (k TEXT); INSERT INTO nowhere VALUES (1);")
+    bad = Migration(
+        2, sql="CREATE TABLE tsconnector_half2 (k TEXT); INSERT INTO nowhere VALUES (1);"
+    )
     with pytest.raises(CatalogError):
         await catalog_db.migrate("half", [good, bad])
     assert await catalog_db.schema_version("half") == 0

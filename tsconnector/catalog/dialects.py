@@ -268,7 +268,7 @@ class PostgresqlDialect(Dialect):
         index = quote_ident(self.index_name(table, field, unique=unique))
         return (
             f"CREATE {kind} IF NOT EXISTS {index} ON {quote_ident(table)} "
-            f"({self.field(name=field)} COLLATE \"C\" NULLS FIRST)"
+            f'({self.field(name=field)} COLLATE "C" NULLS FIRST)'
         )
 
     def json_param(self, n: int) -> str:

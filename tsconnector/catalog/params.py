@@ -27,8 +27,11 @@ def _param_spans(sql: str, dialect: str) -> Iterator[tuple[int, int, int]]:
     while i < n:
         c = sql[i]
         if c == "'":
-            escapes = pg and i > 0 and sql[i - 1] in "eE" and not (
-                i > 1 and _IDENT_CHAR.match(sql[i - 2])
+            escapes = (
+                pg
+                and i > 0
+                and sql[i - 1] in "eE"
+                and not (i > 1 and _IDENT_CHAR.match(sql[i - 2]))
             )
             i = _skip_quoted(sql, i, "'", backslash=escapes)
         elif c == '"':

@@ -102,9 +102,7 @@ class SqliteDB(Database):
 
     async def _connect(self) -> aiosqlite.Connection:
         if not self.memory and not self._uri:
-            folder = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(folder):
-                raise DatabaseError(f"cannot open {self.path!r}: no directory {folder!r}")
+            _check_folder(self.path)
         with _mapped_errors():
             conn = await aiosqlite.connect(
                 self.path, uri=self._uri, isolation_level=None, cached_statements=256
@@ -158,7 +156,6 @@ class SqliteDB(Database):
     async def _migration_lock(self, session: Session, component: str) -> None:
         # A write transaction (BEGIN IMMEDIATE) holds the file's only write lock.
         await session.execute("SELECT 1")
-
 
 
 class _SqliteConnection:
@@ -255,6 +252,13 @@ class _SqliteConnection:
         if self._holds_lock:
             self._holds_lock = False
             self._write_lock.release()
+
+
+def _check_folder(path: str) -> None:
+    """A clear error for a file in a missing directory (before SQLite's vaguer one)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise DatabaseError(f"cannot open {path!r}: no directory {folder!r}")
 
 
 @contextmanager
