@@ -55,7 +55,7 @@ def test_regex_answers_exactly_as_re_search(flags: str, body: str, value: str) -
 def test_catastrophic_patterns_take_linear_work(pattern: str) -> None:
     matcher = compile_regex(pattern)
     value = "a" * 20_000 + "!"
-    assert matcher.search(value) is (re.search(pattern, "aa!") is not None and False)
+    assert matcher.search(value) is False  # none of them matches a run of a's then "!"
     # One cached transition per distinct (state, character): a handful, not 20,000.
     assert len(matcher._moves) < 50
     assert matcher.search(value) is False

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Literal
 
 from .database import Database, Listener, NotifyCallback
 from .dialects import DIALECTS, Dialect
@@ -286,25 +285,45 @@ class _PgConnection:
         return bool(self.raw.is_in_transaction())
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
+def _mapped(exc: BaseException) -> BaseException | None:
+    """The catalog error for an asyncpg error (None: leave it as it is)."""
+    asyncpg = _asyncpg()
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None)
+        message = str(exc)
+        if isinstance(exc, asyncpg.UndefinedTableError):
+            return MissingTable(message, sqlstate=state)
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return IntegrityError(message, sqlstate=state)
+        if isinstance(exc, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
+            return ConflictError(message)
+        if isinstance(exc, asyncpg.LockNotAvailableError):
+            return CatalogBusy(message)
+        return DatabaseError(message, sqlstate=state)
+    if isinstance(exc, (asyncpg.InterfaceError, OSError)):
+        return DatabaseError(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+class _ErrorMapper:
+    """``with _mapped_errors():`` re-raises asyncpg errors as catalog errors (cheaply)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if exc is not None and isinstance(exc, Exception):
+            mapped = _mapped(exc)
+            if mapped is not None:
+                raise mapped from exc
+        return False
+
+
+_MAPPER = _ErrorMapper()
+
+
+def _mapped_errors() -> _ErrorMapper:
     """asyncpg errors as catalog errors (the original as ``__cause__``)."""
-    try:
-        yield
-    except Exception as exc:
-        asyncpg = _asyncpg()
-        if isinstance(exc, asyncpg.PostgresError):
-            state = getattr(exc, "sqlstate", None)
-            message = str(exc)
-            if isinstance(exc, asyncpg.UndefinedTableError):
-                raise MissingTable(message, sqlstate=state) from exc
-            if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-                raise IntegrityError(message, sqlstate=state) from exc
-            if isinstance(exc, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
-                raise ConflictError(message) from exc
-            if isinstance(exc, asyncpg.LockNotAvailableError):
-                raise CatalogBusy(message) from exc
-            raise DatabaseError(message, sqlstate=state) from exc
-        if isinstance(exc, (asyncpg.InterfaceError, OSError)):
-            raise DatabaseError(f"{type(exc).__name__}: {exc}") from exc
-        raise
+    return _MAPPER

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -261,24 +260,44 @@ def _check_folder(path: str) -> None:
         raise DatabaseError(f"cannot open {path!r}: no directory {folder!r}")
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    """sqlite3 errors as catalog errors (the original as ``__cause__``)."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise IntegrityError(str(exc)) from exc
-    except sqlite3.OperationalError as exc:
+def _mapped(exc: BaseException) -> BaseException | None:
+    """The catalog error for a sqlite3/aiosqlite error (None: leave it as it is)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(str(exc))
+    if isinstance(exc, sqlite3.OperationalError):
         message = str(exc)
         if message.startswith("no such table"):
             table = message.partition(":")[2].strip().removeprefix("main.")
-            raise MissingTable(message, table=table or None) from exc
+            return MissingTable(message, table=table or None)
         if "database is locked" in message or "database table is locked" in message:
-            raise CatalogBusy(message) from exc
-        raise DatabaseError(message) from exc
-    except sqlite3.Error as exc:
-        raise DatabaseError(str(exc)) from exc
-    except ValueError as exc:
-        if "closed" in str(exc).lower():  # aiosqlite: "Connection closed"
-            raise SessionClosedError(str(exc)) from exc
-        raise
+            return CatalogBusy(message)
+        return DatabaseError(message)
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(str(exc))
+    if isinstance(exc, ValueError) and "closed" in str(exc).lower():
+        return SessionClosedError(str(exc))  # aiosqlite: "Connection closed"
+    return None
+
+
+class _ErrorMapper:
+    """``with _mapped_errors():`` re-raises driver errors as catalog errors (cheaply)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if exc is not None:
+            mapped = _mapped(exc)
+            if mapped is not None:
+                raise mapped from exc
+        return False
+
+
+_MAPPER = _ErrorMapper()
+
+
+def _mapped_errors() -> _ErrorMapper:
+    """sqlite3 errors as catalog errors (the original as ``__cause__``)."""
+    return _MAPPER
