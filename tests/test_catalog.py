@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from typing import Any
 
@@ -802,3 +803,33 @@ async def test_memory_database_waits_for_the_busy_session_then_times_out() -> No
         await db.put_session(holder)
         again = await db.get_session(lazy=False)
         await db.put_session(again)
+
+
+async def test_cancelled_sessions_leave_the_database_usable(catalog_db: Database) -> None:
+    await people(catalog_db, SAMPLE)
+    committed = 0
+
+    async def work() -> None:
+        nonlocal committed
+        async with catalog_db.session() as s:
+            await s["people"].new(name="w")
+            await s["people"].count()
+            await s.commit()
+            committed += 1
+
+    # Cancel at each scheduling point in turn: waiting for the lock, in BEGIN, in a
+    # statement, in COMMIT, while putting the session back.
+    for steps in range(12):
+        task = asyncio.create_task(work())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    async with catalog_db.session() as s:
+        await s["people"].new(name="after")
+        await s.commit()
+    async with catalog_db.session(readonly=True) as s:
+        total = await s["people"].count()
+    assert len(SAMPLE) + 1 <= total <= len(SAMPLE) + 1 + 12
+    assert total >= len(SAMPLE) + 1 + committed
