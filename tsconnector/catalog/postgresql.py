@@ -43,7 +43,10 @@ def _asyncpg() -> Any:
 
 
 def advisory_key(*parts: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``parts``."""
+    """A stable signed 64-bit key for ``pg_advisory_lock($1)`` made from ``parts``.
+
+    Include ``db.schema`` in the parts to keep the locks of two schemas apart.
+    """
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
