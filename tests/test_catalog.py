@@ -97,6 +97,29 @@ async def test_new_from_mapping_and_row_save_inserts(catalog_db: Database) -> No
         assert await t.new() == {}
 
 
+async def test_new_many_inserts_in_order_with_ids(catalog_db: Database) -> None:
+    await people(catalog_db, SAMPLE[:1])
+    async with catalog_db.session() as s:
+        t = s["people"]
+        rows = await t.new_many([{"name": f"n{i}"} for i in range(500)])
+        assert [r["name"] for r in rows] == [f"n{i}" for i in range(500)]
+        ids = [r.id for r in rows]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 500
+        assert all(r.version == 1 for r in rows)
+        assert await t.new_many([]) == []
+        with pytest.raises(TypeError, match="'n'"):
+            await t.new_many([{"name": "ok"}, {"n": 1}])  # type: ignore[dict-item]
+        single = await t.new(name="after")
+        assert single.id is not None
+        assert single.id > max(i for i in ids if i is not None)
+        await s.commit()
+    async with catalog_db.session() as s:
+        got = await s["people"].get(rows[250].id)  # type: ignore[arg-type]
+        assert got == {"name": "n250"}
+        assert await s["people"].count() == 502
+
+
 async def test_ids_are_not_reused_after_delete(catalog_db: Database) -> None:
     await people(catalog_db)
     async with catalog_db.session() as s:
