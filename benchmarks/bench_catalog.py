@@ -61,29 +61,29 @@ class RawSqlite:
         await self.conn.close()
 
     async def one(self, table: str, data: str) -> None:
-        await self.conn.execute("BEGIN IMMEDIATE")
+        await self.conn.execute_fetchall("BEGIN IMMEDIATE")
         await self.conn.execute_fetchall(
             f'INSERT INTO "{table}" (data) VALUES (?) RETURNING id', (data,)
         )
-        await self.conn.execute("COMMIT")
+        await self.conn.execute_fetchall("COMMIT")
 
     async def many(self, table: str, datas: list[str]) -> None:
-        await self.conn.execute("BEGIN IMMEDIATE")
+        await self.conn.execute_fetchall("BEGIN IMMEDIATE")
         for data in datas:
             await self.conn.execute_fetchall(
                 f'INSERT INTO "{table}" (data) VALUES (?) RETURNING id', (data,)
             )
-        await self.conn.execute("COMMIT")
+        await self.conn.execute_fetchall("COMMIT")
 
     async def bulk(self, table: str, datas: list[str]) -> None:
-        await self.conn.execute("BEGIN IMMEDIATE")
+        await self.conn.execute_fetchall("BEGIN IMMEDIATE")
         await self.conn.executemany(
             f'INSERT INTO "{table}" (data) VALUES (?)', [(d,) for d in datas]
         )
-        await self.conn.execute("COMMIT")
+        await self.conn.execute_fetchall("COMMIT")
 
     async def find(self, table: str, keys: list[str]) -> None:
-        await self.conn.execute("BEGIN IMMEDIATE")
+        await self.conn.execute_fetchall("BEGIN IMMEDIATE")
         sql = (
             f'SELECT id, version, data FROM "{table}" '
             "WHERE json_extract(data, '$.k') = ? ORDER BY id LIMIT 1"
@@ -91,24 +91,24 @@ class RawSqlite:
         for key in keys:
             rows = await self.conn.execute_fetchall(sql, (key,))
             json.loads(rows[0][2])
-        await self.conn.execute("COMMIT")
+        await self.conn.execute_fetchall("COMMIT")
 
     async def blob_write(self, chunks: list[bytes]) -> None:
-        await self.conn.execute("BEGIN IMMEDIATE")
-        await self.conn.execute("DELETE FROM raw_chunks")
+        await self.conn.execute_fetchall("BEGIN IMMEDIATE")
+        await self.conn.execute_fetchall("DELETE FROM raw_chunks")
         for seq, chunk in enumerate(chunks):
-            await self.conn.execute("INSERT INTO raw_chunks VALUES (1, ?, ?)", (seq, chunk))
-        await self.conn.execute("COMMIT")
+            await self.conn.execute_fetchall("INSERT INTO raw_chunks VALUES (1, ?, ?)", (seq, chunk))
+        await self.conn.execute_fetchall("COMMIT")
 
     async def blob_read(self, count: int) -> int:
-        await self.conn.execute("BEGIN")
+        await self.conn.execute_fetchall("BEGIN")
         total = 0
         for seq in range(count):
             rows = await self.conn.execute_fetchall(
                 "SELECT data FROM raw_chunks WHERE file_id = 1 AND seq = ?", (seq,)
             )
             total += len(rows[0][0])
-        await self.conn.execute("COMMIT")
+        await self.conn.execute_fetchall("COMMIT")
         return total
 
     async def blob_setup(self) -> None:
