@@ -51,6 +51,11 @@ def assert_windows_equal(got: list[StatPoint], expected: list[StatPoint]) -> Non
         assert math.isclose(g.stddev, e.stddev, rel_tol=1e-6, abs_tol=1e-6), (g, e)
 
 
+def requests(client: TsClient) -> int:
+    """Requests the client has sent so far (all hosts)."""
+    return sum(h.requests for h in client.stats())
+
+
 def unit_ns(precision: str) -> int:
     """Nanoseconds per unit of a precision name."""
     return NS_PER_UNIT[PRECISIONS.index(precision)]

@@ -312,7 +312,7 @@ class DataPlane:
         await self.client.query(f"drop series {quote_name(name)}{_DROP_TAIL}")
 
     async def list_series(self, pattern: str | None = None) -> list[tuple[str, int, str]]:
-        """``(name, length, type)`` of the series matching the regex ``pattern`` (all if None)."""
+        """``(name, length, type)`` of the series whose whole name matches ``pattern``."""
         where = f" {quote_regex(pattern)}" if pattern is not None else ""
         answer = await self.client.query(f"list series name, length, type{where}")
         return [(row[0], int(row[1]), str(row[2])) for row in answer["series"]]

@@ -184,7 +184,8 @@ class StreamDB:
     ) -> StreamSet:
         """Streams for existing series that no stream holds yet, plus the ones that do.
 
-        Names the series, or selects them with the regex ``pattern``; each new stream
+        Names the series, or selects them with the regex ``pattern`` (SiriDB anchors
+        it: it must match the whole name, ``"legacy/.*"``); each new stream
         gets ``uuid5(ADOPT_NAMESPACE, series)``, the ``collection`` given and the series
         name (``/`` replaced by ``_``) as its name tag unless ``tags`` has one. Adopting
         again finds the same streams.

@@ -465,7 +465,7 @@ class StreamStore:
     async def _sqlite_query(
         self, s: Session, stmt: str, params: Sequence[Any]
     ) -> list[dict[str, Any]]:
-        await s.connect()
+        await s.fetchval("SELECT 1")  # begin the read-only transaction before restricting
         raw = getattr(getattr(s, "_conn", None), "raw", None)
         if raw is None or not hasattr(raw, "set_authorizer"):
             raise StreamsError("the SQLite catalog gives no access to its connection")
