@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
 from catalog_backends import Backend, _check_postgres
+
 from tsconnector import TsClient
 from tsconnector.server import EmbeddedServer
 from tsconnector.streams import StreamDB

@@ -12,14 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import pytest_asyncio
-
-import tsconnector.streams.store as store_module
 from catalog_backends import Backend
 from streams_helpers import assert_windows_equal, reference_windows, requests
+
+import tsconnector.streams.store as store_module
 from tsconnector import TsClient
 from tsconnector.catalog import DatabaseError, SqliteDB
 from tsconnector.server import EmbeddedServer
 from tsconnector.streams import (
+    MAXIMUM_TIME,
+    MINIMUM_TIME,
     NotSupportedError,
     QueryRefused,
     RawPoint,
@@ -75,7 +77,8 @@ async def test_streamset_reads_take_at_most_two_requests(mem: StreamDB, client: 
         assert result is not None
         assert requests(client) - before <= limit, read
     windows = await ranged.windows(100 * MS).values()
-    assert len(windows) == 100 and sum(w.count for w in windows[3]) == 50
+    assert len(windows) == 100
+    assert sum(w.count for w in windows[3]) == 50
 
 
 async def test_windows_in_many_small_chunks_are_exact(client: TsClient) -> None:
@@ -85,7 +88,8 @@ async def test_windows_in_many_small_chunks_are_exact(client: TsClient) -> None:
         got = await streams.windows(30 * MS).values()
         for i in (0, 6, 99):
             points = [(T0 + (k * 10 + i % 7) * MS, float(k + i)) for k in range(20)]
-            expected = reference_windows(points, -(16 << 56), 30 * MS, ((48 << 56) + (16 << 56) - 1) // (30 * MS))
+            count = (MAXIMUM_TIME - MINIMUM_TIME) // (30 * MS)
+            expected = reference_windows(points, MINIMUM_TIME, 30 * MS, count)
             assert_windows_equal(got[i], expected)
     await catalog.close()
 
@@ -98,7 +102,8 @@ async def test_values_of_more_than_the_points_limit(mem: StreamDB, client: TsCli
     values = await StreamSet([s]).values()
     assert [p.value for p in values[0]] == list(np.arange(5000.0))
     chunks = [len(t) async for t, _ in s.iter_arrays(chunk=700)]
-    assert sum(chunks) == 5000 and max(chunks) <= 700
+    assert sum(chunks) == 5000
+    assert max(chunks) <= 700
 
 
 async def test_iter_values_reads_in_chunks(mem: StreamDB, client: TsClient) -> None:
@@ -173,9 +178,11 @@ async def test_stream_from_uuid_makes_no_round_trip(mem: StreamDB, client: TsCli
     await made.insert([(T0, 1.0)])
     before = requests(client)
     lazy = mem.stream_from_uuid(str(made.uuid).upper())
-    assert requests(client) == before and not lazy.loaded
+    assert requests(client) == before
+    assert not lazy.loaded
     assert await lazy.values() == [RawPoint(T0, 1.0)]  # the series comes from the catalog
-    assert lazy.series == series_for(made.uuid) and lazy.name == "x"
+    assert lazy.series == series_for(made.uuid)
+    assert lazy.name == "x"
     assert not await mem.stream_from_uuid(uuid.uuid4()).exists()
 
 
@@ -186,7 +193,8 @@ async def test_adopt_existing_series(mem: StreamDB, client: TsClient) -> None:
         [adopted_uuid("legacy/temp"), adopted_uuid("legacy/hum")]
     )
     again = await mem.adopt("legacy/temp", collection="elsewhere")
-    assert again[0].uuid == adopted_uuid("legacy/temp") and again[0].collection == "old"
+    assert again[0].uuid == adopted_uuid("legacy/temp")
+    assert again[0].collection == "old"
     temp = (await mem.streams("old/legacy_temp"))[0]
     assert await temp.values() == [RawPoint(T0, 20.5)]
     hum = adopted[adopted_uuid("legacy/hum")]
@@ -197,7 +205,8 @@ async def test_adopt_existing_series(mem: StreamDB, client: TsClient) -> None:
         await mem.create(None, "one", tags={"name": "t"}, series="legacy/other", adopt=True)
     await client.insert({"legacy/other": [[T0 // MS, 1.5]]})
     one = await mem.create(None, "one", tags={"name": "t"}, series="legacy/other", adopt=True)
-    assert one.uuid == adopted_uuid("legacy/other") and await one.count() == 1
+    assert one.uuid == adopted_uuid("legacy/other")
+    assert await one.count() == 1
     with pytest.raises(ValueError, match="adopt=True"):
         await mem.create(uuid.uuid4(), "c", tags={"name": "t"}, series="legacy/temp")
 
@@ -219,11 +228,14 @@ async def test_exports(mem: StreamDB, tmp_path: object) -> None:
     await both.insert({a: [(T0, 1.0), (T0 + MS, 2.0)], b: [(T0 + MS, 3.0), (T0 + 2 * MS, 4.0)]})
     frame = await both.to_dataframe()
     assert list(frame.columns) == ["x/a", "x/b"]
-    assert frame.index.tz is not None and frame.index[0] == pd.Timestamp(T0, tz="UTC")
-    assert frame["x/a"].tolist()[:2] == [1.0, 2.0] and np.isnan(frame["x/a"].iloc[2])
+    assert frame.index.tz is not None
+    assert frame.index[0] == pd.Timestamp(T0, tz="UTC")
+    assert frame["x/a"].tolist()[:2] == [1.0, 2.0]
+    assert np.isnan(frame["x/a"].iloc[2])
     ranged = both.filter(start=T0, end=T0 + 4 * MS).windows(2 * MS)
     windows = await ranged.to_dataframe(agg="all", datetime64_index=False)
-    assert windows.loc[T0, ("x/a", "count")] == 2 and windows.loc[T0, ("x/b", "max")] == 3.0
+    assert windows.loc[T0, ("x/a", "count")] == 2
+    assert windows.loc[T0, ("x/b", "max")] == 3.0
     out = io.StringIO()
     await both.to_csv(out)
     assert out.getvalue().splitlines() == [
@@ -241,8 +253,10 @@ async def test_info_and_connect(server: EmbeddedServer, tmp_path: object) -> Non
     dsn = f"siridb://iris:siri@127.0.0.1:{server.port}/dbns"
     async with await connect(dsn, "sqlite://:memory:") as db:
         info = await db.info()
-        assert info["time_precision"] == "ns" and info["build"] == "2.0.55"
-        assert info["hosts"][0]["state"] == "ready" and info["catalog"] == "sqlite"
+        assert info["time_precision"] == "ns"
+        assert info["build"] == "2.0.55"
+        assert info["hosts"][0]["state"] == "ready"
+        assert info["catalog"] == "sqlite"
         s = await db.create(uuid.uuid4(), "c", tags={"name": "n"})
         await s.insert([(T0 + 1, 1.0)])  # ns database: any ns time
         assert await s.values() == [RawPoint(T0 + 1, 1.0)]

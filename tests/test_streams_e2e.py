@@ -8,9 +8,9 @@ import re
 import uuid
 
 import pytest
-
 from catalog_backends import Backend
 from streams_helpers import assert_windows_equal, reference_windows, requests
+
 from tsconnector import TsClient
 from tsconnector.streams import (
     AmbiguousStreamError,
@@ -63,7 +63,8 @@ async def test_thousand_streams_every_route(sdb: StreamDB, client: TsClient) -> 
         f"{_collection(999)}/sensor{999 // N_COLLECTIONS}",
     )
     assert [s.uuid for s in found] == [uuid.UUID(int=i + 1) for i in picks]
-    assert found[3].name == "sensor49" and found[3].collection == _collection(999)
+    assert found[3].name == "sensor49"
+    assert found[3].collection == _collection(999)
     with pytest.raises(StreamNotFoundError):
         await sdb.streams(str(uuid.UUID(int=5000)))
     with pytest.raises(StreamNotFoundError):
@@ -82,10 +83,13 @@ async def test_thousand_streams_every_route(sdb: StreamDB, client: TsClient) -> 
     assert len(both) == 100
     # by tags and annotations (values as given, or only the key)
     volts = await sdb.streams_in_collection("site2", tags={"unit": "V"})
-    assert {s.uuid.int - 1 for s in volts} == {i for i in range(N_STREAMS) if i % 4 == 2 and i % 3 == 0}
+    assert {s.uuid.int - 1 for s in volts} == {
+        i for i in range(N_STREAMS) if i % 4 == 2 and i % 3 == 0
+    }
     odd = await sdb.streams_in_collection("site1", annotations={"parity": "odd"})
     assert len(odd) == N_STREAMS // 4
-    assert {s.uuid.int - 1 for s in await sdb.streams_in_collection(annotations={"idx": 123})} == {123}
+    idx = await sdb.streams_in_collection(annotations={"idx": 123})
+    assert [s.uuid.int - 1 for s in idx] == [123]
     assert len(await sdb.streams_in_collection(annotations={"rare": None})) == 10
 
     # catalog-wide questions
@@ -107,8 +111,11 @@ async def test_thousand_streams_every_route(sdb: StreamDB, client: TsClient) -> 
     )
     expected = sorted(f"sensor{i // 20}" for i in range(N_STREAMS) if i % 20 == 5 and i % 3 == 2)
     assert [r["name"] for r in rows] == expected
-    assert rows[0]["annotations"]["parity"] == "odd" and isinstance(rows[0]["uuid"], str)
-    count = await sdb.query("SELECT count(*) AS n FROM streams WHERE collection LIKE $1", ["site1/%"])
+    assert rows[0]["annotations"]["parity"] == "odd"
+    assert isinstance(rows[0]["uuid"], str)
+    count = await sdb.query(
+        "SELECT count(*) AS n FROM streams WHERE collection LIKE $1", ["site1/%"]
+    )
     assert count == [{"n": 250}]
 
     # StreamSet.filter by metadata (strings ignore case, regexes search)
@@ -141,7 +148,8 @@ async def test_thousand_streams_every_route(sdb: StreamDB, client: TsClient) -> 
     assert earliest[4] == RawPoint(*_points(4)[0])
     assert (await hundred.latest())[5] == RawPoint(*_points(5)[-1])
     rows_ = await hundred[:3].rows()
-    assert len(rows_) == 180 and all(sum(p is not None for p in row) == 1 for row in rows_)
+    assert len(rows_) == 180
+    assert all(sum(p is not None for p in row) == 1 for row in rows_)
     assert (await StreamSet([streams[0], streams[3]]).rows())[0] == (
         RawPoint(*_points(0)[0]), RawPoint(*_points(3)[0])
     )
@@ -169,7 +177,8 @@ async def test_concurrent_updates_one_wins(client: TsClient, backend: Backend) -
             )
             wins = [r for r in results if isinstance(r, int)]
             losses = [r for r in results if isinstance(r, ConflictError)]
-            assert wins == [version + 1] and len(losses) == 1, (round_, results)
+            assert wins == [version + 1], (round_, results)
+            assert len(losses) == 1, (round_, results)
             assert losses[0].current_version == version + 1
             assert losses[0].expected_version == version
             await made.refresh()

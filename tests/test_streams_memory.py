@@ -40,7 +40,8 @@ CLIENT = textwrap.dedent(
                 stream = await db.create(uuid.uuid4(), "mem", tags={"name": "five-million"})
                 step = 1_000_000
                 for first in range(0, total, step):
-                    times = 1_700_000_000 * 10**9 + np.arange(first, first + step, dtype=np.int64) * 10**6
+                    offsets = np.arange(first, first + step, dtype=np.int64)
+                    times = 1_700_000_000 * 10**9 + offsets * 10**6
                     await stream.insert((times, np.arange(first, first + step, dtype=np.float64)))
                 del times
                 gc.collect()

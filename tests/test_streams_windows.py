@@ -3,13 +3,13 @@ computed from raw points in chunks, against a reference computation; every preci
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from streams_helpers import (
     PRECISIONS,
     LoopServer,
@@ -17,6 +17,7 @@ from streams_helpers import (
     reference_windows,
     unit_ns,
 )
+
 from tsconnector.streams.dataplane import DataPlane
 from tsconnector.streams.timeargs import unit_range
 from tsconnector.streams.windows import WindowAccumulator, WindowSpec
@@ -46,7 +47,7 @@ def test_aligned_spec_clears_low_bits() -> None:
 
 def _split(n: int, cuts: list[int]) -> Iterator[tuple[int, int]]:
     edges = sorted({0, n, *(c % (n + 1) for c in cuts)})
-    yield from zip(edges, edges[1:])
+    yield from itertools.pairwise(edges)
 
 
 @settings(max_examples=300)

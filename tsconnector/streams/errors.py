@@ -1,12 +1,13 @@
 """Errors of the streams layer, named as BTrDB names them where it has a name.
 
 All derive from :class:`StreamsError` (a :class:`~tsconnector.exceptions.TsConnectorError`)
-and also from the builtin that fits, so ``except KeyError`` / ``except ValueError`` keep
-working. :class:`ConflictError` is also the catalog's ``ConflictError``.
+and also from the builtin that fits, so ``except LookupError`` / ``except ValueError``
+keep working. :class:`ConflictError` is also the catalog's ``ConflictError``.
 """
 
 from __future__ import annotations
 
+from ..catalog.errors import ConflictError as CatalogConflictError
 from ..exceptions import TsConnectorError
 
 __all__ = [
@@ -73,11 +74,16 @@ class NotSupportedError(StreamsError, NotImplementedError):
     """BTrDB can do this and a SiriDB server cannot (versions, range delete, replace)."""
 
 
-class ConflictError(StreamsError):
-    """``update(expected_version=...)`` lost: the stream is at ``current_version`` now."""
+class ConflictError(StreamsError, CatalogConflictError):
+    """``update(expected_version=...)`` lost: the stream is at ``current_version`` now.
+
+    Also the catalog's ``ConflictError`` (``expected`` / ``actual`` hold the same numbers).
+    """
 
     def __init__(self, message: str, *, expected_version: int, current_version: int) -> None:
-        super().__init__(message)
+        CatalogConflictError.__init__(
+            self, message, expected=expected_version, actual=current_version
+        )
         self.expected_version = expected_version
         self.current_version = current_version
 
