@@ -1,18 +1,20 @@
 """The data plane: points of many series read and written through one ``TsClient``.
 
-Every read of several streams is one query naming all their series
-(``select * from "a", "b", ... between x and y``), never one query per stream. Reads
-whose size is unknown are cut into time chunks first: one histogram query
-(``select count(w) from ... merge as 'n' using sum(w)``) tells how many points of all
-the series fall into each of up to a thousand cells, and consecutive cells are packed
-into chunks of at most ``budget`` points (a cell with more is split by another
-histogram). So memory stays bounded by the chunk size whatever the range holds, and a
-read that fits one chunk costs two requests.
+A read of many streams names all their series in one query (``select * from "a", "b",
+... between x and y``), never one query per stream; ``read`` splits the names over two
+queries in flight, so that the client decodes one answer while the server builds the
+other. Reads that must stay within a memory bound (windows, iterators) are planned
+first: one ``select count() ... merge as 'n' using sum()`` tells how many points the
+range holds; if more than the chunk budget, a histogram (``count(w)`` over up to a
+thousand cells) splits the range into chunks of at most ``budget`` points (a cell with
+more is split by another histogram). So memory stays bounded by the chunk size whatever
+the range holds, and a read that fits one chunk costs two requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,7 @@ Arrays = tuple["NDArray[Any]", "NDArray[np.float64]"]
 
 _LIMIT_TEXT = "maximum number of selected points"
 _HISTOGRAM_CELLS = 1024
+_PARALLEL = 2
 _INSERT_BATCH = 1_000_000
 _DROP_TAIL = " set ignore_threshold true"
 
@@ -138,27 +141,49 @@ class DataPlane:
         return {name: (ts, _as_float(name, values)) for name, (ts, values) in answer.items()}
 
     # -- raw points -------------------------------------------------------------------
-    async def read(self, names: Sequence[str], start_ns: int, end_ns: int) -> dict[str, Arrays]:
+    async def read(
+        self,
+        names: Sequence[str],
+        start_ns: int,
+        end_ns: int,
+        convert: Callable[[str, Arrays], Any] | None = None,
+    ) -> dict[str, Any]:
         """All points of ``names`` in ``[start_ns, end_ns)``: ``{name: (ts_ns, values)}``.
 
-        One query per batch of names; if the server refuses it for its points limit,
-        the range is read in planned chunks instead.
+        The names go in at most two queries in flight at once (more only past
+        ``names_per_query`` names), so the client decodes one answer while the server
+        builds the other; ``convert(name, arrays)``, when given, turns each series into
+        what is returned as its answer arrives. A query the server refuses for its
+        points limit is read in planned chunks instead.
         """
         settings = await self.settings()
         rng = unit_range(start_ns, end_ns, settings.precision)
-        out: dict[str, Arrays] = {}
         if rng.empty or not names:
-            return out
-        for batch in self._batches(names):
-            try:
-                found = await self._select(batch, rng)
-            except QueryError as exc:
-                if _LIMIT_TEXT not in str(exc):
-                    raise
-                found = await self._read_chunked(batch, rng)
+            return {}
+        groups = self._batches(names)
+        if len(groups) == 1 and len(names) >= _PARALLEL:
+            half = -(-len(names) // _PARALLEL)
+            groups = [names[i : i + half] for i in range(0, len(names), half)]
+        slots = asyncio.Semaphore(_PARALLEL)
+
+        async def one(group: Sequence[str]) -> dict[str, Any]:
+            async with slots:
+                try:
+                    found = await self._select(group, rng)
+                except QueryError as exc:
+                    if _LIMIT_TEXT not in str(exc):
+                        raise
+                    found = await self._read_chunked(group, rng)
+            out: dict[str, Any] = {}
             for name, (ts, values) in found.items():
-                out[name] = (units_to_ns(ts, settings.precision), values)
-        return out
+                arrays = (units_to_ns(ts, settings.precision), values)
+                out[name] = convert(name, arrays) if convert is not None else arrays
+            return out
+
+        merged: dict[str, Any] = {}
+        for part in await asyncio.gather(*(one(g) for g in groups)):
+            merged.update(part)
+        return merged
 
     async def _read_chunked(self, names: Sequence[str], rng: UnitRange) -> dict[str, Arrays]:
         parts: dict[str, list[Arrays]] = {}
@@ -196,15 +221,28 @@ class DataPlane:
                 yield chunk
 
     async def plan(
-        self, names: Sequence[str], rng: UnitRange, budget: int
+        self, names: Sequence[str], rng: UnitRange, budget: int, *, histogram: bool = False
     ) -> AsyncIterator[UnitRange]:
         """Consecutive sub-ranges of ``rng`` holding at most ``budget`` points each.
 
-        Ranges without points are skipped. A single timestamp holding more than
-        ``budget`` points (duplicates) is one range of its own.
+        First one ``count()`` of the whole range (cheap: no points travel); when it fits
+        the budget, that is the plan. Else a histogram splits it. Ranges without points
+        are skipped; a single timestamp holding more than ``budget`` points (duplicates)
+        is one range of its own.
         """
         if rng.empty:
             return
+        if not histogram:
+            answer = await self.client.query(
+                f"select count() from {_names(names)}{rng.clause()} merge as 'n' using sum()"
+            )
+            totals: list[list[int]] = next(iter(answer.values()), [])
+            total = int(totals[0][1]) if totals else 0
+            if total == 0:
+                return
+            if total <= budget:
+                yield rng
+                return
         settings = await self.settings()
         cells = max(8, min(_HISTOGRAM_CELLS, settings.select_points_limit // max(1, len(names))))
         width = max(1, -(-(rng.end - rng.start) // cells))
@@ -213,10 +251,10 @@ class DataPlane:
             f"merge as 'n' using sum({width})"
         )
         answer = await self.client.query(query)
-        histogram: list[list[int]] = next(iter(answer.values()), [])
+        cells_found: list[list[int]] = next(iter(answer.values()), [])
         start = end = -1
         total = 0
-        for label, count in histogram:
+        for label, count in cells_found:
             label = label if label >= 0 else label + (1 << 64)  # uint64 labels past int64
             lo = max(rng.start, label - width + 1)
             hi = min(rng.end, label + 1, SERVER_END)
@@ -227,7 +265,7 @@ class DataPlane:
                 if hi - lo <= 1:
                     yield UnitRange(lo, hi)
                 else:
-                    async for sub in self.plan(names, UnitRange(lo, hi), budget):
+                    async for sub in self.plan(names, UnitRange(lo, hi), budget, histogram=True):
                         yield sub
                 continue
             if total and total + count > budget:
@@ -301,11 +339,30 @@ class DataPlane:
 
     # -- writes and series ------------------------------------------------------------
     async def insert(self, name: str, ts: NDArray[np.int64], values: NDArray[np.float64]) -> int:
-        """Insert points (timestamps in database units); one request per million points."""
-        for i in range(0, len(ts), _INSERT_BATCH):
-            part_ts, part_values = ts[i : i + _INSERT_BATCH], values[i : i + _INSERT_BATCH]
-            await self.client.insert({name: (part_ts, part_values)})
-        return len(ts)
+        """Insert points of one series (timestamps in database units)."""
+        return await self.insert_many({name: (ts, values)})
+
+    async def insert_many(self, batch: dict[str, Arrays]) -> int:
+        """Insert points of several series; one request per million points (each atomic).
+
+        Series are packed together up to a million points a request (the frame limit
+        is 40 MiB, about 2 M points); a longer series is split over requests.
+        """
+        total = 0
+        pending: dict[str, Arrays] = {}
+        size = 0
+        for name, (ts, values) in batch.items():
+            for i in range(0, len(ts), _INSERT_BATCH):
+                part = (ts[i : i + _INSERT_BATCH], values[i : i + _INSERT_BATCH])
+                if pending and size + len(part[0]) > _INSERT_BATCH:
+                    await self.client.insert(pending)
+                    pending, size = {}, 0
+                pending[name] = part  # a name's next part always starts a new request
+                size += len(part[0])
+                total += len(part[0])
+        if pending:
+            await self.client.insert(pending)
+        return total
 
     async def drop(self, name: str) -> None:
         """Drop one series (whatever share of the database it is)."""

@@ -20,6 +20,7 @@ from .ingest import apply_merge, check_merge, normalize_points
 from .meta import StreamRow, check_collection, check_tags, decode_annotations, encode_annotations
 from .points import RawPoint, StatPoint
 from .timeargs import MAXIMUM_TIME, MINIMUM_TIME, duration_ns, now_ns, to_nanoseconds
+from .transform import raw_points
 from .windows import WindowSpec
 
 if TYPE_CHECKING:
@@ -240,8 +241,7 @@ class Stream:
         """All points with ``start <= time < end``, as :class:`RawPoint` (time in ns)."""
         check_version(version)
         times, values = await self.arrays(start, end)
-        new = tuple.__new__
-        return [new(RawPoint, pair) for pair in zip(times.tolist(), values.tolist())]
+        return raw_points(times, values)
 
     async def arrays(
         self, start: Any = MINIMUM_TIME, end: Any = MAXIMUM_TIME
@@ -251,7 +251,10 @@ class Stream:
         found = await self._db.data.read(
             [series], to_nanoseconds(start, "start"), to_nanoseconds(end, "end")
         )
-        return found.get(series, (np.zeros(0, np.int64), np.zeros(0, np.float64)))
+        arrays: tuple[NDArray[Any], NDArray[np.float64]] = found.get(
+            series, (np.zeros(0, np.int64), np.zeros(0, np.float64))
+        )
+        return arrays
 
     async def iter_arrays(
         self, start: Any = MINIMUM_TIME, end: Any = MAXIMUM_TIME, chunk: int = 100_000

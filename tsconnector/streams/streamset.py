@@ -279,7 +279,14 @@ class StreamSet(Sequence[Stream]):
     async def values(self, version: int = 0) -> list[list[RawPoint]] | list[list[StatPoint]]:
         """Per stream (set order): its points, or its windows when windowed."""
         check_version(version)
-        return [transform.column_points(c) for c in await self._columns()]  # type: ignore[return-value]
+        if self._windowing is not None or not self._streams:
+            return [transform.column_points(c) for c in await self._columns()]  # type: ignore[return-value]
+        assert self._db is not None
+        names = await self._series()
+        found = await self._db.data.read(
+            names, self.start, self.end, lambda _, arrays: transform.raw_points(*arrays)
+        )
+        return [found.get(n, []) for n in names]
 
     async def arrays(self) -> list[Column]:
         """Per stream: ``(times_ns, values)`` arrays, or :class:`WindowStats` when windowed."""
@@ -398,7 +405,7 @@ class StreamSet(Sequence[Stream]):
                 batch[rows[uid].series] = (ts, values)
             sent[uid] = len(ts)
         if batch:
-            await self._db.data.client.insert(batch)
+            await self._db.data.insert_many(batch)
         return sent
 
     def clone(self) -> StreamSet:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 import numpy as np
 
+from ..protocol.answers import gc_paused
 from .points import RawPoint, StatPoint
 from .windows import WindowStats
 
@@ -24,7 +25,16 @@ if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import NDArray
 
-__all__ = ["STATS", "Column", "align", "column_points", "rows", "to_dataframe", "write_csv"]
+__all__ = [
+    "STATS",
+    "Column",
+    "align",
+    "column_points",
+    "raw_points",
+    "rows",
+    "to_dataframe",
+    "write_csv",
+]
 
 Column: TypeAlias = "tuple[NDArray[Any], NDArray[np.float64]] | WindowStats"
 
@@ -40,8 +50,15 @@ def column_points(column: Column) -> list[RawPoint] | list[StatPoint]:
     """A column as point objects."""
     if isinstance(column, WindowStats):
         return column.points()
+    return raw_points(column[0], column[1])
+
+
+def raw_points(times: NDArray[Any], values: NDArray[Any]) -> list[RawPoint]:
+    """Arrays as a list of :class:`RawPoint` (built with the garbage collector paused,
+    which makes a million points about twice as fast)."""
     new = tuple.__new__
-    return [new(RawPoint, pair) for pair in zip(column[0].tolist(), column[1].tolist())]
+    with gc_paused():
+        return [new(RawPoint, pair) for pair in zip(times.tolist(), values.tolist())]
 
 
 def column_values(column: Column, agg: str) -> NDArray[Any]:

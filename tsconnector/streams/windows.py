@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..protocol.answers import gc_paused
 from ..timeutil import INT64_MAX, INT64_MIN, NS_PER_UNIT
 from .points import StatPoint
 
@@ -85,17 +86,9 @@ class WindowStats:
     def points(self) -> list[StatPoint]:
         """The windows as :class:`StatPoint` objects."""
         new = tuple.__new__
-        return [
-            new(StatPoint, row)
-            for row in zip(
-                self.time.tolist(),
-                self.min.tolist(),
-                self.mean.tolist(),
-                self.max.tolist(),
-                self.count.tolist(),
-                self.stddev.tolist(),
-            )
-        ]
+        columns = (self.time, self.min, self.mean, self.max, self.count, self.stddev)
+        with gc_paused():
+            return [new(StatPoint, row) for row in zip(*(c.tolist() for c in columns))]
 
     def column(self, agg: str) -> NDArray[Any]:
         """One statistic by name: ``min``, ``mean``, ``max``, ``count`` or ``stddev``."""
