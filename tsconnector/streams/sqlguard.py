@@ -80,6 +80,8 @@ _FROM_END = _words(
 )
 
 
+_WORD = re.compile(r"[\w$]+")
+_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
@@ -125,14 +127,10 @@ class _Lexer:
                     raise self.fail(f"unexpected '$' at {self.pos}")
                 self.tokens.append(_Token("param", m.group()))
                 self.pos = m.end()
-            elif c.isalpha() or c == "_" or ord(c) > 127:
-                m = re.compile(r"[\w$]+").match(sql, self.pos)
-                assert m is not None
+            elif (c.isalpha() or c == "_") and (m := _WORD.match(sql, self.pos)):
                 self.tokens.append(_Token("word", m.group().lower()))
                 self.pos = m.end()
-            elif c.isdigit() or (c == "." and sql[self.pos + 1 : self.pos + 2].isdigit()):
-                m = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?[\w]*").match(sql, self.pos)
-                assert m is not None
+            elif m := _NUMBER.match(sql, self.pos):
                 self.tokens.append(_Token("number", m.group()))
                 self.pos = m.end()
             else:
@@ -222,7 +220,7 @@ def check_select(sql: str, dialect: str) -> None:
     first = tokens[0]
     if not (first.kind == "word" and first.text in ("select", "with")):
         raise _refuse(f"it starts with {first.text!r}")
-    ctes = _cte_names(tokens)
+    ctes, cte_heads = _cte_names(tokens)
     # per parenthesis level: did a SELECT start here; FROM-list state; is it a call
     selects = [False]
     from_state: list[str | None] = [None]
@@ -253,6 +251,8 @@ def check_select(sql: str, dialect: str) -> None:
         if tok.kind == "word" and tok.text in ("from", "join") and selects[-1]:
             from_state[-1] = "expect"
             continue
+        if from_state[-1] == "expect" and tok.kind in ("string", "number", "param"):
+            raise _refuse(f"{tok.text!r} is not a relation")  # SQLite reads 'x' as a name
         if from_state[-1] == "expect" and tok.kind in ("word", "qword"):
             if tok.kind == "word" and tok.text in ("lateral", "only"):
                 continue
@@ -274,6 +274,7 @@ def check_select(sql: str, dialect: str) -> None:
         if (
             calling
             and not after_cast
+            and i not in cte_heads  # "name (columns) AS (...)" in the WITH list
             and (tok.kind == "qword" or (tok.kind == "word" and tok.text not in _PAREN_KEYWORDS))
         ):
             _check_function(tok, prev)
@@ -286,11 +287,13 @@ def _check_function(tok: _Token, prev: _Token | None) -> None:
         raise _refuse(f"the function {tok.text!r} is not allowed")
 
 
-def _cte_names(tokens: list[_Token]) -> set[str]:
-    """Names defined by a leading ``WITH [RECURSIVE] a AS (...), b AS (...)``."""
+def _cte_names(tokens: list[_Token]) -> tuple[set[str], set[int]]:
+    """Names defined by a leading ``WITH [RECURSIVE] a AS (...), b AS (...)``, and the
+    positions of those names."""
     names: set[str] = set()
+    heads: set[int] = set()
     if not tokens or tokens[0].text != "with":
-        return names
+        return names, heads
     i = 1
     if i < len(tokens) and tokens[i].text == "recursive":
         i += 1
@@ -299,6 +302,7 @@ def _cte_names(tokens: list[_Token]) -> set[str]:
         if tok.kind not in ("word", "qword"):
             break
         names.add(tok.text)
+        heads.add(i)
         depth = 0
         i += 1
         while i < len(tokens):  # skip to the end of this CTE's body
@@ -315,4 +319,4 @@ def _cte_names(tokens: list[_Token]) -> set[str]:
             i += 1
             continue
         break
-    return names
+    return names, heads
