@@ -274,7 +274,7 @@ def test_sql_check_never_crashes_on_text(text: str) -> None:
 def test_series_names_and_adopted_uuids_are_stable() -> None:
     ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
     assert series_for(ident) == "stream:12345678-1234-5678-1234-567812345678"
-    assert ADOPT_NAMESPACE == uuid.uuid5(uuid.NAMESPACE_URL, "tsconnector:streams:adopted-series")
+    assert uuid.uuid5(uuid.NAMESPACE_URL, "tsconnector:streams:adopted-series") == ADOPT_NAMESPACE
     assert adopted_uuid("plant/temp") == uuid.uuid5(ADOPT_NAMESPACE, "plant/temp")
     assert adopted_uuid("plant/temp") == adopted_uuid("plant/temp")
 
