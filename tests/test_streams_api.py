@@ -27,6 +27,7 @@ from tsconnector.streams import (
     RawPoint,
     SeriesNotFoundError,
     StreamDB,
+    StreamsError,
     StreamSet,
     adopted_uuid,
     connect,
@@ -201,6 +202,12 @@ async def test_adopt_existing_series(mem: StreamDB, client: TsClient) -> None:
     assert await hum.values() == [RawPoint(T0, 40.0)]  # an integer series reads as floats
     with pytest.raises(SeriesNotFoundError):
         await mem.adopt("no/such/series", collection="x")
+    await client.query("alter database set list_limit 1000")
+    await client.insert({f"many/{i}": [[T0 // MS, 1.0]] for i in range(1000)})
+    mem.data._settings = None  # read the new limit
+    with pytest.raises(StreamsError, match="list_limit"):
+        await mem.adopt(pattern="many/.*", collection="many")  # the list may be cut short
+    assert len(await mem.adopt("legacy/temp", "legacy/hum", collection="old")) == 2
     with pytest.raises(SeriesNotFoundError):
         await mem.create(None, "one", tags={"name": "t"}, series="legacy/other", adopt=True)
     await client.insert({"legacy/other": [[T0 // MS, 1.5]]})

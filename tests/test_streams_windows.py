@@ -112,7 +112,7 @@ def loop_server() -> Iterator[LoopServer]:
 _counter = iter(range(10**9))
 
 
-@settings(max_examples=25)
+@settings(max_examples=50)
 @given(
     data=st.data(),
     offsets=st.lists(st.integers(0, 90), min_size=1, max_size=60),

@@ -24,7 +24,7 @@ from ..exceptions import QueryError
 from ..protocol.constants import PRECISION_NAMES
 from ..ql import quote_name, quote_regex
 from ..timeutil import INT64_MAX, NS_PER_UNIT
-from .errors import SeriesTypeError
+from .errors import SeriesTypeError, StreamsError
 from .points import RawPoint
 from .timeargs import SERVER_END, UnitRange, unit_range
 from .windows import WindowAccumulator, WindowSpec, WindowStats
@@ -53,6 +53,7 @@ class ServerSettings:
     precision: int
     select_points_limit: int
     version: str
+    list_limit: int = 10_000
 
     @property
     def unit_ns(self) -> int:
@@ -114,12 +115,15 @@ class DataPlane:
     async def settings(self) -> ServerSettings:
         """Time precision, points limit and version of the database (one query, cached)."""
         if self._settings is None:
-            answer = await self.client.query("show time_precision, select_points_limit, version")
+            answer = await self.client.query(
+                "show time_precision, select_points_limit, list_limit, version"
+            )
             found = {item["name"]: item["value"] for item in answer["data"]}
             self._settings = ServerSettings(
                 precision=PRECISION_NAMES.index(found["time_precision"]),
                 select_points_limit=int(found.get("select_points_limit", 1_000_000)),
                 version=str(found.get("version", "")),
+                list_limit=int(found.get("list_limit", 10_000)),
             )
         return self._settings
 
@@ -372,14 +376,21 @@ class DataPlane:
         """``(name, length, type)`` of the series whose whole name matches ``pattern``."""
         where = f" {quote_regex(pattern)}" if pattern is not None else ""
         answer = await self.client.query(f"list series name, length, type{where}")
-        return [(row[0], int(row[1]), str(row[2])) for row in answer["series"]]
+        rows = answer["series"]
+        if len(rows) >= (await self.settings()).list_limit:
+            raise StreamsError(
+                f"{len(rows)} series match {pattern!r}, the most the server lists at once "
+                "(list_limit): narrow the pattern"
+            )
+        return [(row[0], int(row[1]), str(row[2])) for row in rows]
 
     async def existing(self, names: Sequence[str]) -> dict[str, tuple[int, str]]:
         """``{name: (length, type)}`` for the names that exist as series."""
         out: dict[str, tuple[int, str]] = {}
-        for batch in self._batches(names):
+        size = min(self._names_per_query, (await self.settings()).list_limit)
+        for i in range(0, len(names), size):
             answer = await self.client.query(
-                f"list series name, length, type {_names(batch)}"
+                f"list series name, length, type {_names(names[i : i + size])}"
             )
             for row in answer["series"]:
                 out[row[0]] = (int(row[1]), str(row[2]))
