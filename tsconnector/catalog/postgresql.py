@@ -43,7 +43,10 @@ def _asyncpg() -> Any:
 
 
 def advisory_key(*parts: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``parts``."""
+    """A stable signed 64-bit key for ``pg_advisory_lock($1)`` made from ``parts``.
+
+    Include ``db.schema`` in the parts to keep the locks of two schemas apart.
+    """
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -87,6 +90,7 @@ class PostgresqlDB(Database):
         self._listen_lock: asyncio.Lock | None = None
         self._listeners: dict[int, Listener] = {}
         self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         return f"PostgresqlDB(schema={self.schema!r})"
@@ -134,6 +138,8 @@ class PostgresqlDB(Database):
             await conn.close()
         for task in list(self._callback_tasks):
             task.cancel()
+        while self._background:  # releases that outlived a cancelled caller
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -152,13 +158,22 @@ class PostgresqlDB(Database):
 
     async def _release(self, conn: Any, *, discard: bool = False) -> None:
         assert isinstance(conn, _PgConnection)
-        raw = conn.raw
-        if self._pool is None:
+        # Finish even if the caller is cancelled: a half-released connection would be lost.
+        releasing = asyncio.ensure_future(self._finish_release(conn.raw, discard))
+        self._background.add(releasing)
+        releasing.add_done_callback(self._background.discard)
+        await asyncio.shield(releasing)
+
+    async def _finish_release(self, raw: Any, discard: bool) -> None:
+        if not discard and not raw.is_closed() and raw.is_in_transaction():
+            try:  # e.g. a BEGIN that completed after its caller was cancelled
+                await raw.execute("ROLLBACK")
+            except Exception:
+                discard = True
+        if discard or self._pool is None:
             raw.terminate()
-            return
-        if discard:
-            raw.terminate()
-        await self._pool.release(raw)
+        if self._pool is not None:
+            await self._pool.release(raw)
 
     async def _migration_lock(self, session: Session, component: str) -> None:
         key = advisory_key("tsconnector", "migrate", self.schema or "")
