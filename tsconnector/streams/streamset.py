@@ -29,7 +29,6 @@ from .timeargs import MAXIMUM_TIME, MINIMUM_TIME, duration_ns, now_ns, to_nanose
 from .windows import WindowSpec
 
 if TYPE_CHECKING:
-    import pandas as pd
     from numpy.typing import NDArray
 
     from .db import StreamDB
@@ -308,7 +307,7 @@ class StreamSet(Sequence[Stream]):
         agg: str = "mean",
         name_callable: NameCallable | None = None,
         datetime64_index: bool = True,
-    ) -> pd.DataFrame:
+    ) -> Any:  # a pandas.DataFrame (pandas is optional)
         """A pandas frame, one column per stream (``agg="all"``: per stream and statistic).
 
         Indexed by a UTC ``DatetimeIndex`` (``datetime64_index=False``: ns integers);

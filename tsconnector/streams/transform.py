@@ -10,6 +10,7 @@ for that time. pandas is imported only by :func:`to_dataframe` (extra ``pandas``
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import os
 from collections.abc import Sequence
@@ -22,7 +23,6 @@ from .points import RawPoint, StatPoint
 from .windows import WindowStats
 
 if TYPE_CHECKING:
-    import pandas as pd
     from numpy.typing import NDArray
 
 __all__ = [
@@ -131,10 +131,10 @@ def to_dataframe(
     *,
     agg: str = "mean",
     datetime64_index: bool = True,
-) -> pd.DataFrame:
+) -> Any:  # a pandas.DataFrame (pandas is optional)
     """A wide frame: one column per stream (``agg="all"``: one per stream and statistic)."""
     try:
-        import pandas as pd
+        pd = importlib.import_module("pandas")  # optional: the extra 'pandas'
     except ImportError:  # pragma: no cover - depends on the installation
         raise ImportError(
             "to_dataframe needs pandas: pip install 'tsconnector[pandas]'"
