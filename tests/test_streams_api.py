@@ -96,10 +96,19 @@ async def test_windows_in_many_small_chunks_are_exact(client: TsClient) -> None:
 
 
 async def test_values_of_more_than_the_points_limit(mem: StreamDB, client: TsClient) -> None:
-    await client.query("alter database set select_points_limit 1000")
-    mem.data._settings = None  # read the new limit
     s = await mem.create(uuid.uuid4(), "big", tags={"name": "x"})
     await s.insert((np.arange(5000, dtype=np.int64) * MS + T0, np.arange(5000.0)))
+    twin = await mem.create(uuid.uuid4(), "big", tags={"name": "y"})
+    await twin.insert((np.arange(5000, dtype=np.int64) * MS + T0, np.arange(5000.0)))
+    # the limit drops after the data plane read it: its plans are refused, then split
+    await client.query("alter database set select_points_limit 1000")
+    before = requests(client)
+    pair = StreamSet([s, twin]).filter(start=T0, end=T0 + 5000 * MS).windows(1000 * MS)
+    for windows in await pair.values():
+        assert [w.count for w in windows] == [1000] * 5
+        assert [w.mean for w in windows] == [499.5 + 1000 * k for k in range(5)]
+    assert requests(client) - before > 2  # refused once, then read in smaller chunks
+    mem.data._settings = None  # read the new limit
     values = await StreamSet([s]).values()
     assert [p.value for p in values[0]] == list(np.arange(5000.0))
     chunks = [len(t) async for t, _ in s.iter_arrays(chunk=700)]

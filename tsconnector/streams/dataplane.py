@@ -175,8 +175,9 @@ class DataPlane:
                 try:
                     found = await self._select(group, rng)
                 except QueryError as exc:
-                    if _LIMIT_TEXT not in str(exc):
+                    if not _limit_error(exc):
                         raise
+                    self._settings = None  # read the (maybe lowered) limit again
                     found = await self._read_chunked(group, rng)
             out: dict[str, Any] = {}
             for name, (ts, values) in found.items():
@@ -217,10 +218,21 @@ class DataPlane:
                 yield chunk
 
     async def _chunks_in(
-        self, names: Sequence[str], rng: UnitRange, budget: int
+        self, names: Sequence[str], rng: UnitRange, budget: int, *, histogram: bool = False
     ) -> AsyncIterator[dict[str, Arrays]]:
-        async for part in self.plan(names, rng, budget):
-            chunk = await self._select(names, part)
+        async for part in self.plan(names, rng, budget, histogram=histogram):
+            try:
+                chunk = await self._select(names, part)
+            except QueryError as exc:
+                # the limit was lowered, or points written since the plan pushed this
+                # part past it: read the limit again and split the part further
+                if not _limit_error(exc) or part.end - part.start <= 1:
+                    raise
+                self._settings = None
+                smaller = min(max(1, budget // 2), await self.budget())
+                async for sub in self._chunks_in(names, part, smaller, histogram=True):
+                    yield sub
+                continue
             if chunk:
                 yield chunk
 
@@ -247,15 +259,7 @@ class DataPlane:
             if total <= budget:
                 yield rng
                 return
-        settings = await self.settings()
-        cells = max(8, min(_HISTOGRAM_CELLS, settings.select_points_limit // max(1, len(names))))
-        width = max(1, -(-(rng.end - rng.start) // cells))
-        query = (
-            f"select count({width}) from {_names(names)}{rng.clause()} "
-            f"merge as 'n' using sum({width})"
-        )
-        answer = await self.client.query(query)
-        cells_found: list[list[int]] = next(iter(answer.values()), [])
+        width, cells_found = await self._histogram(names, rng)
         start = end = -1
         total = 0
         for label, count in cells_found:
@@ -281,6 +285,33 @@ class DataPlane:
             total += count
         if total:
             yield UnitRange(start, end)
+
+    async def _histogram(
+        self, names: Sequence[str], rng: UnitRange
+    ) -> tuple[int, list[list[int]]]:
+        """``(cell width, [[label, points], ...])`` of ``rng``: counts of all names per cell.
+
+        Every series yields up to one count per cell, which the server counts against
+        its points limit: the cells are as many as that allows (at most 1,024).
+        """
+        for attempt in range(2):
+            settings = await self.settings()
+            per_series = settings.select_points_limit // max(1, len(names))
+            cells = max(8, min(_HISTOGRAM_CELLS, per_series))
+            width = max(1, -(-(rng.end - rng.start) // cells))
+            try:
+                answer = await self.client.query(
+                    f"select count({width}) from {_names(names)}{rng.clause()} "
+                    f"merge as 'n' using sum({width})"
+                )
+            except QueryError as exc:
+                if attempt or not _limit_error(exc):
+                    raise
+                self._settings = None  # the limit changed: read it again
+                continue
+            found: list[list[int]] = next(iter(answer.values()), [])
+            return width, found
+        raise AssertionError("unreachable")
 
     # -- windows ----------------------------------------------------------------------
     async def windows(self, names: Sequence[str], spec: WindowSpec) -> dict[str, WindowStats]:
@@ -395,6 +426,11 @@ class DataPlane:
             for row in answer["series"]:
                 out[row[0]] = (int(row[1]), str(row[2]))
         return out
+
+
+def _limit_error(exc: QueryError) -> bool:
+    """True for the server's "maximum number of selected points" refusal."""
+    return _LIMIT_TEXT in str(exc)
 
 
 def _float_value(name: str, value: Any) -> float:
