@@ -1,10 +1,10 @@
 """``StreamSet``: an immutable set of streams read together, in as few queries as possible.
 
 Every method that narrows or reshapes the set (``filter``, ``windows``,
-``aligned_windows``) returns a new set and leaves this one alone. Data methods issue one
-query naming every stream's series (SiriDB selects many series at once): ``values()``
-is one request when the points fit the server's limit, ``windows()`` one histogram
-request plus one request per chunk of points; never one request per stream.
+``aligned_windows``) returns a new set and leaves this one alone. Data methods name many
+series in each query (SiriDB selects many at once): ``values()`` is two queries in
+flight (half the series each); ``windows()`` one ``count()`` plus one query per chunk of
+points; ``earliest``, ``latest`` and ``count`` one query. Never one query per stream.
 """
 
 from __future__ import annotations
