@@ -212,7 +212,9 @@ class DataPlane:
         rng = unit_range(start_ns, end_ns, settings.precision)
         if rng.empty or not names:
             return
-        limit = budget if budget is not None else await self.budget()
+        limit = await self.budget()
+        if budget is not None:
+            limit = min(budget, settings.select_points_limit)
         for batch in self._batches(names):
             async for chunk in self._chunks_in(batch, rng, limit):
                 yield chunk
