@@ -221,6 +221,7 @@ class TsClient:
             if pool.any_connected:
                 try:
                     await watcher.refresh()
+                    await watcher.connect_added()
                 except Exception as exc:  # routing waits for the next refresh
                     log.warning("reading the cluster topology failed: %s", exc)
             watcher.start()

@@ -93,6 +93,7 @@ class TopologyWatcher:
         self._due = asyncio.Event()
         self._refreshing: asyncio.Future[Topology] | None = None
         self._last_refresh = -float("inf")
+        self._added: list[Host] = []
         self._unsubscribe = pool.events.subscribe(self._on_host_event)
         pool.tiered = True
 
@@ -299,7 +300,16 @@ class TopologyWatcher:
         log.info("adding discovered server %s (pool %d) at %s", server.name, server.pool,
                  host.address)
         self._pool.add_host(host)
+        self._added.append(host)
         return host
+
+    async def connect_added(self) -> None:
+        """Wait for the first connection attempt of the hosts the last refreshes added
+        (each bounded by the pool's connect timeout; failures keep reconnecting)."""
+        added, self._added = self._added, []
+        tasks = [h.task for h in added if h.task is not None and not h.task.done()]
+        if tasks:
+            await asyncio.wait(tasks)
 
     def _port_offset(self, topology: Topology) -> int:
         """Client port minus back-end port, as the identified hosts show it (the most
