@@ -94,6 +94,9 @@ class TopologyWatcher:
         self._refreshing: asyncio.Future[Topology] | None = None
         self._last_refresh = -float("inf")
         self._added: list[Host] = []
+        self._waiters: list[asyncio.Future[Topology]] = []
+        #: Successful refreshes so far.
+        self.refreshes = 0
         self._unsubscribe = pool.events.subscribe(self._on_host_event)
         pool.tiered = True
 
@@ -142,10 +145,9 @@ class TopologyWatcher:
                 await asyncio.wait_for(self._due.wait(), self.interval)
             except asyncio.TimeoutError:
                 pass
-            gap = self._last_refresh + MIN_REFRESH_GAP - self._loop.time()
+            gap = self._last_refresh + min(MIN_REFRESH_GAP, self.interval) - self._loop.time()
             if gap > 0:
-                await asyncio.sleep(gap)
-            self._due.clear()
+                await asyncio.sleep(gap)  # rate limit: at most one refresh per gap
             try:
                 await self.refresh()
             except asyncio.CancelledError:
@@ -175,12 +177,24 @@ class TopologyWatcher:
             raise
         else:
             fut.set_result(topology)
+            self.refreshes += 1
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(topology)
             return topology
         finally:
             self._refreshing = None
             self._last_refresh = self._loop.time()
 
+    def next_refresh(self) -> asyncio.Future[Topology]:
+        """A future resolved with the topology of the next successful refresh."""
+        waiter: asyncio.Future[Topology] = self._loop.create_future()
+        self._waiters.append(waiter)
+        return waiter
+
     async def _refresh(self) -> Topology:
+        self._due.clear()  # changes from now on ask for another refresh
         topology = await self._read_topology()
         await self._identify_hosts()
         self._apply(topology)

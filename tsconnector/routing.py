@@ -19,22 +19,24 @@ PoolOf = Callable[[Any], int]
 
 def split_by_pool(data: Any, pool_of: PoolOf) -> dict[int, Any] | None:
     """``{pool: part}`` in order of first appearance, or None when ``data`` cannot be
-    split (unknown shape, a name that is not a string, a name qpack cannot encode).
+    split (unknown shape, no series, a name that is not a string or not encodable).
 
     Data that lies in one pool is returned as it is (no copy).
     """
     try:
         if isinstance(data, Mapping):
-            return _split_mapping(data, pool_of)
-        if isinstance(data, list) and data and all(
+            parts = _split_mapping(data, pool_of)
+        elif isinstance(data, list) and data and all(
             isinstance(item, Mapping) and "points" in item for item in data
         ):
-            return _split_listed(data, pool_of)
-        if _is_dataframe(data):
-            return _split_frame(data, pool_of)
+            parts = _split_listed(data, pool_of)
+        elif _is_dataframe(data):
+            parts = _split_frame(data, pool_of)
+        else:
+            return None
     except (UnicodeEncodeError, _NotRoutable):
         return None
-    return None
+    return parts or None  # nothing to split: the server answers as it does
 
 
 class _NotRoutable(Exception):
