@@ -41,6 +41,8 @@ log = logging.getLogger("tsconnector.discovery")
 DEFAULT_PORT_OFFSET = -10
 #: Early refreshes (after errors) are at least this many seconds apart.
 MIN_REFRESH_GAP = 1.0
+#: Series names whose pool is remembered (cleared when full or when the table changes).
+OWNER_CACHE_SIZE = 1 << 16
 
 #: ``(address, back-end port) -> (host, client port)`` for a server not in the hostlist;
 #: None skips the server.
@@ -89,6 +91,7 @@ class TopologyWatcher:
         self.stats = RoutingStats()
         self.last_error: BaseException | None = None
         self._table: tuple[int, ...] | None = None
+        self._owners: dict[Any, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._due = asyncio.Event()
         self._refreshing: asyncio.Future[Topology] | None = None
@@ -105,15 +108,22 @@ class TopologyWatcher:
     def plan(self, data: Any) -> dict[int, Any] | None:
         """``{pool: part}`` for an insert, or None to send it whole to any server
         (topology unknown, one pool, re-indexing, or data that cannot be split)."""
-        table = self._table
-        if table is None:
+        if self._table is None:
             return None
-        signed = self.signed_char
+        return split_by_pool(data, self._owner)
 
-        def owner(name: Any) -> int:
-            return pool_of(name, table, signed)
-
-        return split_by_pool(data, owner)
+    def _owner(self, name: Any) -> int:
+        """The pool of series ``name``, remembered (writers send the same names again)."""
+        owners = self._owners
+        pool = owners.get(name)
+        if pool is None:
+            table = self._table
+            assert table is not None
+            pool = pool_of(name, table, self.signed_char)
+            if len(owners) >= OWNER_CACHE_SIZE:
+                owners.clear()
+            owners[name] = pool
+        return pool
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -200,7 +210,10 @@ class TopologyWatcher:
         self._apply(topology)
         self.topology = topology
         self.last_error = None
-        self._table = lookup_table(topology.num_pools) if topology.routable else None
+        table = lookup_table(topology.num_pools) if topology.routable else None
+        if table is not self._table:
+            self._owners = {}
+        self._table = table
         return topology
 
     async def _read_topology(self) -> Topology:

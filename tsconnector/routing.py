@@ -52,7 +52,7 @@ def _pool(name: Any, pool_of: PoolOf) -> int:
 def _split_mapping(data: Mapping[Any, Any], pool_of: PoolOf) -> dict[int, Any]:
     parts: dict[int, dict[Any, Any]] = {}
     for name, points in data.items():
-        pool = _pool(name, pool_of)
+        pool = pool_of(name) if type(name) is str else _pool(name, pool_of)
         part = parts.get(pool)
         if part is None:
             parts[pool] = {name: points}
