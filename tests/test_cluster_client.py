@@ -382,3 +382,82 @@ def test_tiers_fit_before_unfit_and_own_pool_first() -> None:
     c.backup = True
     a.fit = c.fit = True
     assert pool.choose(pool=1) is a  # a backup only when no other fit host
+
+
+# ------------------------------------------------------- discovery details
+
+
+async def test_discover_address_maps_or_skips_servers(cluster: EmbeddedCluster) -> None:
+    wanted = cluster.servers[1].port
+    seen: list[tuple[str, int]] = []
+
+    def address(host: str, port: int) -> tuple[str, int] | None:
+        seen.append((host, port))
+        return (host, port - 10) if port - 10 == wanted else None
+
+    async with client_for(cluster.hostlist([0]), discover_address=address) as client:
+        assert sorted(s.port for s in client.stats()) == sorted(
+            [cluster.servers[0].port, wanted])
+        assert ("127.0.0.1", cluster.servers[2].port + 10) in seen
+
+
+async def test_a_dropped_server_leaves_the_pool_but_user_hosts_stay(
+    cluster: EmbeddedCluster,
+) -> None:
+    async with client_for(cluster.hostlist([0, 1])) as client:
+        assert len(client.stats()) == 3
+        gone = cluster.servers[2]
+        gone.close()
+        await gone.wait_closed()
+        await wait_state(client, gone.port, HostState.DOWN)
+        layout = {"servers": [entry for entry in cluster.layout()["servers"]
+                              if entry["pool"] != 2]}
+        for server in cluster.servers[:2]:
+            server.set_topology(layout, cluster.name_of(server))
+        topology = await client.refresh_topology()
+        assert topology.num_pools == 2
+        assert sorted(s.port for s in client.stats()) == sorted(cluster.hostlist([0, 1])[i][1]
+                                                                for i in range(2))
+        # a server of the user's hostlist is kept even when down and not listed
+        cluster.servers[1].close()
+        await cluster.servers[1].wait_closed()
+        for server in cluster.servers[:1]:
+            server.set_topology({"servers": layout["servers"][:1]},
+                                cluster.name_of(server))
+        await client.refresh_topology()
+        assert len(client.stats()) == 2
+
+
+async def test_pool_error_asks_for_an_early_refresh() -> None:
+    from tsconnector.protocol import AnswerType, RequestType
+    from tsconnector.testing.fake import Request, ScriptedServer
+
+    refused = 0
+
+    async def handler(request: Request) -> Any:
+        nonlocal refused
+        if request.tp == RequestType.QUERY:
+            query = request.data[0]
+            if query.startswith("list servers"):
+                return AnswerType.RES_QUERY, {
+                    "columns": ["name", "address", "port", "pool", "online", "status"],
+                    "servers": [["127.0.0.1:1", "127.0.0.1", 1, 0, True, "running"]]}
+            if query == "show server":
+                return AnswerType.RES_QUERY, {"data": [{"name": "server",
+                                                        "value": "127.0.0.1:1"}]}
+        if request.tp == RequestType.INSERT and refused == 0:
+            refused += 1
+            return AnswerType.ERR_POOL, {"error_msg": "At least one pool has no server"}
+        return None
+
+    async with ScriptedServer(handler) as server, client_for(
+        [("127.0.0.1", server.port)], discover_interval=600
+    ) as client:
+        watcher = client._watcher
+        assert watcher is not None
+        refreshes = watcher.refreshes
+        refreshed = watcher.next_refresh()
+        await client.insert({"a": [[1, 1]]})  # PoolError once, then stored
+        assert refused == 1
+        await asyncio.wait_for(refreshed, 5)
+        assert watcher.refreshes == refreshes + 1

@@ -61,8 +61,9 @@ def test_parse_combines_both_views() -> None:
     assert topology.pool_of("a") == pool_of("a", 2)
 
 
-def test_parse_without_the_optional_answers() -> None:
-    topology = parse_topology(SERVERS)
+@pytest.mark.parametrize("extra", [None, {"echo": "?"}, {"columns": ["a"], "servers": [[1, 2]]}])
+def test_parse_without_the_optional_answers(extra: Any) -> None:
+    topology = parse_topology(SERVERS, extra, extra)
     assert topology.routable
     assert topology.pool_series == {}
     assert all(s.active_handles is None for s in topology.servers)

@@ -638,6 +638,8 @@ class TsClient:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.close()
         pool = self._pool
         if pool is None:
             self._events.close()

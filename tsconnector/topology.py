@@ -126,13 +126,13 @@ def parse_topology(
 
     A server's status is the union of the coordinator's view and its own (queue-full
     is only ever seen by others, re-indexing first by the server itself). Raises
-    :class:`~tsconnector.exceptions.ProtocolError` for answers of an unexpected shape.
+    :class:`~tsconnector.exceptions.ProtocolError` for a servers answer of an unexpected
+    shape; the other two only add detail and are ignored then.
     """
     rows = _rows(servers_answer, "servers", SERVERS_QUERY)
     own: dict[str, dict[str, Any]] = {}
-    if load_answer is not None:
-        for row in _rows(load_answer, "servers", LOAD_QUERY):
-            own[str(row.get("name"))] = row
+    for row in _optional_rows(load_answer, "servers", LOAD_QUERY):
+        own[str(row.get("name"))] = row
     servers = []
     for row in rows:
         try:
@@ -159,11 +159,10 @@ def parse_topology(
     if not servers:
         raise ProtocolError(f"the answer to {SERVERS_QUERY!r} lists no server")
     pool_series: dict[int, int] = {}
-    if pools_answer is not None:
-        for row in _rows(pools_answer, "pools", POOLS_QUERY):
-            pool, series = row.get("pool"), row.get("series")
-            if isinstance(pool, int) and isinstance(series, int):
-                pool_series[pool] = series
+    for row in _optional_rows(pools_answer, "pools", POOLS_QUERY):
+        pool, series = row.get("pool"), row.get("series")
+        if isinstance(pool, int) and isinstance(series, int):
+            pool_series[pool] = series
     num_pools = max(s.pool for s in servers) + 1
     return Topology(tuple(servers), num_pools, pool_series, time)
 
@@ -172,6 +171,15 @@ def _integer(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"not a non-negative integer: {value!r}")
     return value
+
+
+def _optional_rows(answer: Any, key: str, query: str) -> list[dict[str, Any]]:
+    if answer is None:
+        return []
+    try:
+        return _rows(answer, key, query)
+    except ProtocolError:
+        return []
 
 
 def _rows(answer: Any, key: str, query: str) -> list[dict[str, Any]]:
