@@ -236,7 +236,7 @@ async def test_unknown_outcome_of_one_part(cluster: EmbeddedCluster) -> None:
         async with client_for([p.address for p in proxies], timeout=5.0) as client:
             proxies[0].stall()  # pool 0's server gets the part but its answer is held
             with pytest.raises(InsertPartlyApplied) as caught:
-                await client.insert(batch(NAMES), timeout=0.5)
+                await client.insert(batch(NAMES), timeout=1.5)
             error = caught.value
             assert set(error.unknown) == {n for n in NAMES if cluster.pool_of(n) == 0}
             assert set(error.applied) == {n for n in NAMES if cluster.pool_of(n) != 0}
