@@ -461,3 +461,41 @@ async def test_pool_error_asks_for_an_early_refresh() -> None:
         assert refused == 1
         await asyncio.wait_for(refreshed, 5)
         assert watcher.refreshes == refreshes + 1
+
+
+async def test_siridb_forwarding_error_makes_a_part_unknown() -> None:
+    """SiriDB answers InsertError "Error occurred while sending points to at least ..."
+    after storing its own pool's points: such a part's outcome is unknown."""
+    from tsconnector.protocol import AnswerType, RequestType
+    from tsconnector.protocol.lookup import pool_of
+    from tsconnector.testing.fake import Request, ScriptedServer
+
+    names = ["127.0.0.1:1", "127.0.0.1:2"]
+
+    def handler_for(index: int) -> Any:
+        async def handler(request: Request) -> Any:
+            if request.tp == RequestType.QUERY and request.data[0].startswith("list servers"):
+                return AnswerType.RES_QUERY, {
+                    "columns": ["name", "address", "port", "pool", "online", "status"],
+                    "servers": [[n, "127.0.0.1", i + 1, i, True, "running"]
+                                for i, n in enumerate(names)]}
+            if request.tp == RequestType.QUERY and request.data[0] == "show server":
+                return AnswerType.RES_QUERY, {"data": [{"name": "server",
+                                                        "value": names[index]}]}
+            if request.tp == RequestType.INSERT and index == 1:
+                return AnswerType.ERR_INSERT, {
+                    "error_msg": "Error occurred while sending points to at least "
+                                 "'127.0.0.1:3'"}
+            return None
+        return handler
+
+    async with ScriptedServer(handler_for(0)) as first, ScriptedServer(handler_for(1)) as second:
+        async with client_for([("127.0.0.1", first.port), ("127.0.0.1", second.port)]) as client:
+            data = batch(NAMES[:10])
+            with pytest.raises(InsertPartlyApplied) as caught:
+                await client.insert(data)
+    error = caught.value
+    assert set(error.unknown) == {n for n in NAMES[:10] if pool_of(n, 2) == 1}
+    assert set(error.applied) == {n for n in NAMES[:10] if pool_of(n, 2) == 0}
+    assert error.not_applied is None
+    assert isinstance(error.errors[0], InsertError)

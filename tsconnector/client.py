@@ -42,6 +42,9 @@ log = logging.getLogger("tsconnector.client")
 InsertRetry = Literal["safe", "always"]
 
 _INSERTED = re.compile(r"Successfully inserted (\d+) point")
+#: InsertError texts of SiriDB 2.0.55 (``src/siri/db/insert.c``) sent after its own
+#: forwarding to another pool failed: the points of the receiving pool may be stored.
+_FORWARD_FAILED = ("Error occurred while sending points to at least", "Critical error occurred")
 
 
 class _Part:
@@ -367,8 +370,10 @@ class TsClient:
                         data,
                     ) from exc
                 failure = exc
-            except ServerAnswerError:
-                raise  # the server refused it: not stored
+            except ServerAnswerError as exc:
+                if part is not None and exc.message.startswith(_FORWARD_FAILED):
+                    part.maybe_applied = True  # SiriDB stored some, failed to forward some
+                raise  # otherwise the server refused it: not stored
             except BaseException:
                 if part is not None:
                     part.maybe_applied = True  # e.g. an undecodable answer
