@@ -299,8 +299,9 @@ class HostPool:
                 host.task = None
 
     def remove_host(self, host: Host) -> None:
-        """Drop a discovered host the cluster no longer lists (its connection, if idle,
-        is closed; a busy one is left to finish and is closed by the caller later)."""
+        """Drop a discovered host the cluster no longer lists: stop reconnecting it and
+        close its connection (requests still in flight on it fail, so callers drop only
+        idle hosts)."""
         if host not in self.hosts:
             return
         self.hosts.remove(host)
