@@ -31,7 +31,8 @@ from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, PRECISION_NAMES, RequestType,
 from .protocol.packer import PrecisionRequired, pack_insert_for_wire
 
 if TYPE_CHECKING:
-    from .discovery import AddressMap, RoutingStats, TopologyWatcher
+    from .discovery import AddressMap, TopologyWatcher
+    from .routing import RoutingStats
     from .topology import Topology
     from .writer import BufferedWriter
 

@@ -23,7 +23,7 @@ from .exceptions import ProtocolError, TsConnectorError
 from .pool import Host, HostPool
 from .protocol import RequestType, pack
 from .protocol.lookup import lookup_table, pool_of
-from .routing import split_by_pool
+from .routing import RoutingStats, split_by_pool
 from .topology import (
     LOAD_QUERY,
     POOLS_QUERY,
@@ -33,7 +33,7 @@ from .topology import (
     parse_topology,
 )
 
-__all__ = ["DEFAULT_PORT_OFFSET", "AddressMap", "RoutingStats", "TopologyWatcher"]
+__all__ = ["DEFAULT_PORT_OFFSET", "AddressMap", "TopologyWatcher"]
 
 log = logging.getLogger("tsconnector.discovery")
 
@@ -47,26 +47,6 @@ OWNER_CACHE_SIZE = 1 << 16
 #: ``(address, back-end port) -> (host, client port)`` for a server not in the hostlist;
 #: None skips the server.
 AddressMap = Callable[[str, int], "tuple[str, int] | None"]
-
-
-class RoutingStats:
-    """How inserts were sent: split per pool or not, parts to their own pool or not."""
-
-    __slots__ = ("fallback_parts", "routed_parts", "split_inserts", "unrouted_inserts")
-
-    def __init__(self) -> None:
-        #: Inserts sent whole to any server (no topology, re-indexing, one pool...).
-        self.unrouted_inserts = 0
-        #: Inserts split into several parts (one per pool).
-        self.split_inserts = 0
-        #: Parts sent to a server of the pool that owns their series.
-        self.routed_parts = 0
-        #: Parts sent elsewhere because no fit server of their pool was ready.
-        self.fallback_parts = 0
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters by name."""
-        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class TopologyWatcher:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["merge_parts", "series_names", "split_by_pool"]
+__all__ = ["RoutingStats", "merge_parts", "series_names", "split_by_pool"]
 
 PoolOf = Callable[[Any], int]
 
@@ -117,3 +117,23 @@ def series_names(part: Any) -> list[Any]:
     if _is_dataframe(part):
         return list(part.columns)
     return []
+
+
+class RoutingStats:
+    """How inserts were sent: split per pool or not, parts to their own pool or not."""
+
+    __slots__ = ("fallback_parts", "routed_parts", "split_inserts", "unrouted_inserts")
+
+    def __init__(self) -> None:
+        #: Inserts sent whole to any server (no topology, re-indexing, one pool...).
+        self.unrouted_inserts = 0
+        #: Inserts split into several parts (one per pool).
+        self.split_inserts = 0
+        #: Parts sent to a server of the pool that owns their series.
+        self.routed_parts = 0
+        #: Parts sent elsewhere because no fit server of their pool was ready.
+        self.fallback_parts = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
+        return {name: getattr(self, name) for name in self.__slots__}
