@@ -80,7 +80,7 @@ async def test_each_series_lands_on_its_owning_pool(replicas: int) -> None:
         for start in range(0, len(NAMES), 20):
             await client.insert(batch(NAMES[start:start + 20]))
         for server, pool, arrivals in zip(cluster.servers, cluster.pools, cluster.arrivals()):
-            assert arrivals.foreign_points == 0, f"{server.name_of(server)} got foreign points"
+            assert arrivals.foreign_points == 0, f"{cluster.name_of(server)} got foreign points"
             assert all(cluster.pool_of(name) == pool for name in arrivals.series)
         per_pool = [0] * 3
         for pool, arrivals in zip(cluster.pools, cluster.arrivals()):
@@ -253,7 +253,7 @@ async def test_killed_mid_insert_loses_and_duplicates_nothing(cluster: EmbeddedC
     proxies = [await FaultProxy(*s.address).start() for s in cluster.servers]
     names = NAMES[:24]
     total, workers = 80, 4
-    outcomes: list[tuple[dict[str, Any], BaseException | None]] = []
+    outcomes: list[tuple[dict[str, Any], InsertOutcomeUnknown | None]] = []
     try:
         async with client_for([p.address for p in proxies], timeout=5.0) as client:
             counter = iter(range(total))

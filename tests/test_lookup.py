@@ -76,7 +76,7 @@ def test_known_names() -> None:
 @pytest.mark.parametrize("num_pools", [0, -1, 1.5, True, "3"])
 def test_bad_number_of_pools(num_pools: object) -> None:
     with pytest.raises(ValueError, match="number of pools"):
-        lookup_table(num_pools)  # type: ignore[arg-type]
+        lookup_table(num_pools)  # type: ignore[arg-type,unused-ignore]
 
 
 @given(st.binary(max_size=300), st.booleans())

@@ -133,7 +133,7 @@ def _surrogate(name: str) -> bool:
 
 
 def test_split_list_form_keeps_items() -> None:
-    data = [{"name": f"s{i}", "points": [[1, i]]} for i in range(20)]
+    data: list[dict[str, Any]] = [{"name": f"s{i}", "points": [[1, i]]} for i in range(20)]
     parts = split_by_pool(data, lambda n: pool_of(n, 3))
     assert parts is not None
     assert len(parts) == 3
