@@ -21,10 +21,6 @@ _PCRE_MESSAGES = (
     ("bad escape (end of pattern)", "\\ at end of pattern"),
 )
 
-#: Numeric points stay in the server's in-memory buffer (and in no shard) until a
-#: series holds this many (an 8 KiB buffer of 16-byte points).
-BUFFER_POINTS = 512
-
 _NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
 
 
@@ -85,28 +81,30 @@ def _names(match: s.Match, db: Database) -> set[str]:
     return left ^ right
 
 
+#: Series types as SiriDB numbers them (``where type == float`` compares these).
+SERIES_TYPES = {"integer": 0, "float": 1, "string": 2}
+
+#: The error of a ``where`` clause nested too deeply.
+WHERE_TOO_DEEP = "Max depth reached in 'where' expression!"
+
+
 def series_row(series: Series, db: Database) -> dict[str, Any]:
     """The properties of a series that ``where`` and ``list series`` can use."""
-    duration = 0
-    if series.tp == "string":
-        duration = db.duration_log
-    elif series.length >= BUFFER_POINTS:
-        duration = db.duration_num
     return {
         "name": series.name,
-        "type": series.tp,
+        "type": SERIES_TYPES[series.tp],
         "length": series.length,
         "start": series.start,
         "end": series.end,
         "pool": 0,
-        "shard_duration": duration,
+        "shard_duration": db.shard_duration(series),
     }
 
 
 def select_series(
     db: Database,
     match: s.Match | None,
-    where: s.Where | None,
+    where: s.WhereClause | None,
     ctx: TimeContext,
 ) -> list[Series]:
     """Series matching ``match`` and ``where``, in the server's list order."""
@@ -123,6 +121,8 @@ def select_series(
             ordered = [series for series in db.ordered_series() if series.name in wanted]
     else:
         ordered = db.ordered_series()
+    if isinstance(where, s.WhereTooDeep):
+        raise QueryFailure(WHERE_TOO_DEEP)
     if where is not None:
         ordered = [x for x in ordered if matches(where, series_row(x, db), ctx)]
     return ordered
@@ -130,51 +130,50 @@ def select_series(
 
 # -- where ---------------------------------------------------------------------------------
 
-def _as_bytes(value: Any) -> Any:
-    return value.encode() if isinstance(value, str) else value
-
-
 def compare(left: Any, op: str, right: Any) -> bool:
-    """Apply a where operator; ``~`` / ``!~`` test whether ``right`` occurs in ``left``."""
-    if op == "~":
-        return str(right) in str(left)
-    if op == "!~":
-        return str(right) not in str(left)
-    if left is None:
-        return op == "!="
-    a, b = _as_bytes(left), _as_bytes(right)
+    """A ``where`` condition as SiriDB tests it: integers as int64, strings byte-wise
+    (``~`` and ``!~``: whether ``right`` occurs in ``left``)."""
+    if isinstance(left, str) or isinstance(right, str):
+        a, b = str(left), str(right)
+        if op == "~":
+            return b in a
+        if op == "!~":
+            return b not in a
+    elif op in ("~", "!~"):  # pragma: no cover - the grammar allows these for strings only
+        return False
+    else:
+        a, b = int(left or 0), int(right)
     if op == "==":
         return bool(a == b)
     if op == "!=":
         return bool(a != b)
-    try:
-        if op == "<":
-            return bool(a < b)
-        if op == ">":
-            return bool(a > b)
-        if op == "<=":
-            return bool(a <= b)
-        return bool(a >= b)
-    except TypeError:
-        return False
+    if op == "<":
+        return bool(a < b)
+    if op == ">":
+        return bool(a > b)
+    if op == "<=":
+        return bool(a <= b)
+    return bool(a >= b)
 
 
 ValueResolver = Callable[[str, Any], Any]
 
 
 def matches(
-    where: s.Where,
+    where: s.WhereClause,
     row: Mapping[str, Any],
     ctx: TimeContext,
     resolve: ValueResolver | None = None,
 ) -> bool:
     """Whether ``row`` satisfies ``where``; ``resolve`` may translate keyword operands."""
     if isinstance(where, s.BoolOp):
+        left = matches(where.left, row, ctx, resolve)
         if where.op == "and":
-            return matches(where.left, row, ctx, resolve) and matches(
-                where.right, row, ctx, resolve)
-        return matches(where.left, row, ctx, resolve) or matches(
-            where.right, row, ctx, resolve)
+            return left and (where.right is None or matches(where.right, row, ctx, resolve))
+        assert where.right is not None
+        return left or matches(where.right, row, ctx, resolve)
+    if isinstance(where, s.WhereTooDeep):  # pragma: no cover - refused before filtering
+        raise QueryFailure(WHERE_TOO_DEEP)
     value = where.value
     if isinstance(value, s.Expr):
         value = evaluate(value, ctx)
@@ -185,10 +184,13 @@ def matches(
 
 def filter_rows(
     rows: Iterable[Mapping[str, Any]],
-    where: s.Where | None,
+    where: s.WhereClause | None,
     ctx: TimeContext,
     resolve: ValueResolver | None = None,
 ) -> list[Mapping[str, Any]]:
+    """The rows that satisfy ``where`` (all rows without one)."""
     if where is None:
         return list(rows)
+    if isinstance(where, s.WhereTooDeep):
+        raise QueryFailure(WHERE_TOO_DEEP)
     return [row for row in rows if matches(where, row, ctx, resolve)]
