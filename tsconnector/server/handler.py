@@ -31,6 +31,7 @@ from .files import file_payload
 from .insert import InsertBatch, InsertRejected, parse_insert
 from .model import ACCESS_BITS, ACCESS_PROFILES, Database, User
 from .service import handle_service
+from .tee import tee_payload
 from .wire import error_payload, pack_answer, success_payload
 
 if TYPE_CHECKING:
@@ -313,7 +314,7 @@ class ClientProtocol(asyncio.Protocol):
             self.send(pid, AnswerType.ERR_AUTH_CREDENTIALS)
             return
         self.db, self.user = db, user
-        self.session = self.state.new_session(db, user.name)
+        self.session = self.state.new_session(db, user)
         self.send(pid, AnswerType.RES_AUTH_SUCCESS)
 
     def _on_query(self, pid: int, payload: bytes) -> None:
@@ -399,11 +400,17 @@ class ClientProtocol(asyncio.Protocol):
         if user.access & _INSERT_BIT != _INSERT_BIT:
             self.send(pid, AnswerType.ERR_USER_ACCESS, access_denied(user, "insert"))
             return
+        refusal = self.state.control.insert_refusal(self.state.server_name)
+        if refusal is not None:  # backup mode
+            self.send(pid, AnswerType.ERR_SERVER, error_payload(refusal))
+            return
         try:
             batch = parse_insert(payload, db.precision)
         except InsertRejected as exc:
             self.send(pid, AnswerType.ERR_INSERT, error_payload(str(exc)))
             return
+        if batch.count:
+            self.state.forward_insert(db, lambda: tee_payload(batch.series))
         self._enqueue(lambda: self._run_insert(pid, db, batch))
 
     async def _run_insert(self, pid: int, db: Database, batch: InsertBatch) -> None:

@@ -9,6 +9,7 @@ through :meth:`Database.apply`, so the in-memory state is always what the log sa
 from __future__ import annotations
 
 import bisect
+import math
 import re
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import shards as sh
+from .regex import SiriRegex
 
 SeriesType = Literal["integer", "float", "string"]
 Value = int | float | str
@@ -163,11 +165,20 @@ class User:
 
 @dataclass(slots=True)
 class Group:
-    """A named regular expression; membership is recomputed from the series names."""
+    """A named regular expression and the series whose names it matches (kept up to
+    date as series come and go, so listing groups never re-runs the expression)."""
 
     name: str
     expression: str  # as written, e.g. "/sensor\\..*/" or "/x/i"
-    pattern: re.Pattern[str]
+    pattern: SiriRegex
+    members: set[str] = field(default_factory=set)
+
+
+def parse_expression(expression: str) -> SiriRegex:
+    """Compile a group expression as written (``/body/`` or ``/body/i``)."""
+    ignore_case = expression.endswith("i")
+    body = expression[1:-2] if ignore_case else expression[1:-1]
+    return SiriRegex(body, ignore_case)
 
 
 @dataclass(slots=True)
@@ -176,24 +187,85 @@ class Tag:
     series: set[str] = field(default_factory=set)
 
 
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_C_SPACE = " \t\n\v\f\r"
+_STRTOLL = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+_STRTOD = re.compile(
+    r"[ \t\n\v\f\r]*([+-]?)(?:"
+    r"(inf(?:inity)?)"
+    r"|(nan)(?:\([0-9A-Za-z_]*\))?"
+    r"|0[xX]((?:[0-9A-Fa-f]+\.?[0-9A-Fa-f]*|\.[0-9A-Fa-f]+)(?:[pP][+-]?[0-9]+)?)"
+    r"|((?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r")",
+    re.IGNORECASE,
+)
+_HEX_EXP = re.compile(r"[pP]")
+
+
+def c_double_to_int64(value: float) -> int:
+    """C's ``(int64_t)`` cast of a double on x86-64 (out of range or NaN: INT64_MIN)."""
+    if value != value or not -9.223372036854775808e18 <= value < 9.223372036854775808e18:
+        return _INT64_MIN
+    return int(value)
+
+
+def c_strtoll(text: str) -> int:
+    """C's ``strtoll(text, NULL, 10)``: the leading integer, saturated to int64."""
+    match = _STRTOLL.match(text.split("\0", 1)[0])
+    if match is None:
+        return 0
+    return max(_INT64_MIN, min(_INT64_MAX, int(match.group(1))))
+
+
+def c_strtod(text: str) -> float:
+    """C's ``strtod(text, NULL)``: the leading number (hex, inf and nan included)."""
+    match = _STRTOD.match(text.split("\0", 1)[0])
+    if match is None:
+        return 0.0
+    sign, inf, nan, hexa, decimal = match.groups()
+    negative = sign == "-"
+    if inf:
+        return -math.inf if negative else math.inf
+    if nan:
+        return -math.nan if negative else math.nan
+    if hexa is not None:
+        if not _HEX_EXP.search(hexa):
+            hexa += "p0"
+        try:
+            value = float.fromhex(hexa)
+        except OverflowError:
+            value = math.inf
+        return -value if negative else value
+    value = float(decimal)
+    return -value if negative else value
+
+
+def _c_float_text(value: float) -> str:
+    """C's ``"%f"`` of a double (NaN keeps its sign)."""
+    if value != value:
+        return "-nan" if math.copysign(1.0, value) < 0 else "nan"
+    return f"{value:f}"
+
+
 def coerce_value(tp: SeriesType, value: Value) -> Value:
     """Convert a point value into a series' type, as SiriDB does silently."""
     if tp == "integer":
         if isinstance(value, int):
             return value
         if isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                return 0
-            return int(value)
-        return 0
+            return c_double_to_int64(value)
+        return c_strtoll(value)
     if tp == "float":
-        if isinstance(value, (int, float)):
+        if isinstance(value, float):
+            return value
+        if isinstance(value, int):
             return float(value)
-        return 0.0
+        return c_strtod(value)
     if isinstance(value, str):
-        return value
+        return value.split("\0", 1)[0]
     if isinstance(value, float):
-        return f"{value:f}"
+        return _c_float_text(value)
     return str(value)
 
 
@@ -262,6 +334,10 @@ class Database:
         #: ``host:port`` inserts are copied to (None: no tee); see :mod:`.tee`.
         self.tee: tuple[str, int] | None = None
         self.auto_duration = True
+        #: Where the database's files are and where its buffer is reported to be
+        #: (``show dbpath`` / ``show buffer_path``); set by the server.
+        self.dbpath = f"/var/lib/siridb/{name}/"
+        self.buffer_path: str | None = None
         self.started_at = time.time()
         self.received_points = 0
         self.selected_points = 0
@@ -339,6 +415,9 @@ class Database:
         self.series[name] = series
         if self._order is not None:
             self._order.append(series)
+        for group in self.groups.values():
+            if group.pattern.matches(name):
+                group.members.add(name)
         return series
 
     @property
@@ -438,6 +517,26 @@ class Database:
             kept.extend(points[first:stop])
         return kept
 
+    def resize_buffer(self, buffer_size: int) -> None:
+        """Use another buffer size (SiriDB's ``database.conf``): buffers that hold as
+        many points as the new size allows go to shards, as on the real server."""
+        if buffer_size != self.buffer_size:
+            self.commit(("resize_buffer", buffer_size, self.exp_at_num, self.exp_at_log))
+
+    def apply_resize_buffer(self, buffer_size: int, exp_num: int = 0, exp_log: int = 0) -> None:
+        shrink = buffer_size < self.buffer_size
+        self.buffer_size = buffer_size
+        if not shrink:
+            return
+        limit = self.buffer_len
+        for series in list(self.series.values()):
+            if series.tp == "string" or len(series.buffer) < limit:
+                continue
+            buffered = series.buffer
+            kept = self._to_shards(series, buffered, exp_num)
+            series.buffer = []
+            self._settle(series, [], buffered, kept)
+
     def shard_duration(self, series: Series) -> int:
         """The duration of the series' earliest shard (0 without shards)."""
         if not series.shards:
@@ -454,6 +553,8 @@ class Database:
                 n += 1
                 for tag in self.tags.values():
                     tag.series.discard(name)
+                for group in self.groups.values():
+                    group.members.discard(name)
         if n:
             self._order = None
         return n
@@ -545,26 +646,33 @@ class Database:
         del self.users[name]
 
     # -- groups ----------------------------------------------------------------------
-    def apply_group_create(self, name: str, expression: str, source: str, flags: int) -> None:
-        self.groups[name] = Group(name, expression, re.compile(source, flags))
+    def apply_group_create(self, name: str, expression: str, *_: Any) -> None:
+        group = Group(name, expression, parse_expression(expression))
+        self._fill_group(group)
+        self.groups[name] = group
 
     def apply_group_rename(self, name: str, new_name: str) -> None:
         group = self.groups.pop(name)
         group.name = new_name
         self.groups[new_name] = group
 
-    def apply_group_expression(self, name: str, expression: str, source: str, flags: int) -> None:
+    def apply_group_expression(self, name: str, expression: str, *_: Any) -> None:
         group = self.groups[name]
         group.expression = expression
-        group.pattern = re.compile(source, flags)
+        group.pattern = parse_expression(expression)
+        self._fill_group(group)
 
     def apply_group_drop(self, name: str) -> None:
         del self.groups[name]
 
+    def _fill_group(self, group: Group) -> None:
+        matches = group.pattern.matches
+        group.members = {name for name in self.series if matches(name)}
+
     def group_members(self, name: str) -> list[Series]:
-        """Series whose whole name matches the group's expression, in list order."""
-        match = self.groups[name].pattern.fullmatch
-        return [s for s in self.ordered_series() if match(s.name)]
+        """Series whose name the group's expression matches, in list order."""
+        members = self.groups[name].members
+        return [s for s in self.ordered_series() if s.name in members]
 
     # -- tags ------------------------------------------------------------------------
     def apply_tag_add(self, tag: str, names: Sequence[str]) -> int:
@@ -622,10 +730,7 @@ class Database:
                 [x.sid, x.duration, x.tp, x.size, x.new_values] for x in self.shards.values()
             ],
             "users": [[u.name, u.password, u.access] for u in self.users.values()],
-            "groups": [
-                [g.name, g.expression, g.pattern.pattern, g.pattern.flags]
-                for g in self.groups.values()
-            ],
+            "groups": [[g.name, g.expression, "", 0] for g in self.groups.values()],
             "tags": [[t.name, sorted(t.series)] for t in self.tags.values()],
         }
 
@@ -658,5 +763,7 @@ class Database:
         }
         self._order = list(self.series.values()) if snap["ordered"] else None
         self.users = {n: User(n, p, a) for n, p, a in snap["users"]}
-        self.groups = {n: Group(n, e, re.compile(src, fl)) for n, e, src, fl in snap["groups"]}
+        self.groups = {}
+        for name, expression, *_ in snap["groups"]:
+            self.apply_group_create(name, expression)
         self.tags = {n: Tag(n, set(members)) for n, members in snap["tags"]}

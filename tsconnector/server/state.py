@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import MAX_FRAME_SIZE
-from .model import Database
+from .control import ServerControl
+from .model import Database, User
 from .service import ServiceAccounts
+from .tee import TeeForwarder
 
 if TYPE_CHECKING:
     from .handler import ClientProtocol
@@ -43,6 +45,8 @@ class ServerState:
     execute: Callable[[Any, str, int | None], tuple[int, Any]] = field(
         default_factory=_default_execute
     )
+    control: ServerControl = field(default_factory=ServerControl)
+    tees: dict[str, TeeForwarder] = field(default_factory=dict)
 
     @property
     def server_name(self) -> str:
@@ -56,15 +60,29 @@ class ServerState:
         """Open handles as ``show active_handles`` reports: clients plus the listener."""
         return len(self.connections) + 1
 
-    def new_session(self, db: Database, user: str) -> Any:
-        """A query session for an authenticated connection."""
+    def new_session(self, db: Database, user: User | str) -> Any:
+        """A query session for an authenticated connection (it keeps using ``user``,
+        as SiriDB does, even after the user is renamed or dropped)."""
         from .query import Session
 
+        account = user if isinstance(user, User) else None
         return Session(
             db=db,
-            user=user,
+            user=user.name if isinstance(user, User) else user,
             server_name=self.server_name,
             version=self.version,
             started_at=self.started_at,
             active_handles=self.active_handles,
+            account=account,
+            control=self.control,
         )
+
+    def forward_insert(self, db: Database, payload: Callable[[], bytes]) -> None:
+        """Copy a valid insert to the database's tee (if it has one); see :mod:`.tee`."""
+        forwarder = self.tees.get(db.name)
+        if db.tee is None and forwarder is None:
+            return
+        if forwarder is None:
+            forwarder = self.tees[db.name] = TeeForwarder()
+        forwarder.configure(db.tee)
+        forwarder.forward(payload())

@@ -395,7 +395,7 @@ def _function(ctx: _Build, node: Node) -> s.FuncSpec | None:
             if isinstance(el, Tokens):
                 operator = part.string
             elif el is G.r_integer:
-                operand = int(part.string)
+                operand = max(-(1 << 63), min((1 << 63) - 1, int(part.string)))  # atoll
             elif el is G.r_float:
                 operand = _float(part.string)
             elif el is G.r_regex:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from tsconnector.server.regex import RegexError, SiriRegex
 
 __all__ = [
     "AGGREGATE_NAMES",
@@ -118,7 +119,7 @@ def validate_call(call: FunctionCall) -> None:
         if opr not in _OPERATORS:
             raise ValueError(f"unknown filter operator {opr!r}")
         operand = call.operand
-        if isinstance(operand, re.Pattern):
+        if isinstance(operand, SiriRegex):
             if opr not in ("==", "!="):
                 raise FunctionError(
                     "Regular expressions can only be used with 'equal' (==) "
@@ -473,14 +474,14 @@ def _filter(
 ) -> tuple[list[int], list, str]:
     opr = call.operator or "=="
     operand = call.operand
-    is_text = isinstance(operand, (str, re.Pattern))
+    is_text = isinstance(operand, (str, SiriRegex))
     if tp == "string" and not is_text:
         raise FunctionError("Cannot use a number filter on string type.")
     if tp != "string" and is_text:
         raise FunctionError("Cannot use a string filter on number type.")
-    if isinstance(operand, re.Pattern):
+    if isinstance(operand, SiriRegex):
         want = opr == "=="
-        keep = [operand.search(v) is not None for v in values]
+        keep = [operand.matches(v) for v in values]
         mask = keep if want else [not k for k in keep]
         idx = [i for i, k in enumerate(mask) if k]
         return [ts[i] for i in idx], [values[i] for i in idx], tp
@@ -498,30 +499,49 @@ def _filter(
     else:
         arr = np.asarray(values, dtype=np.float64)
         rhs = np.float64(float(operand))
+        mask = _float_filter_mask(opr, arr, rhs)
+        idx = np.flatnonzero(mask).tolist()
+        return [ts[i] for i in idx], [values[i] for i in idx], tp
     mask = _CMP[opr](arr, rhs)
     idx = np.flatnonzero(mask).tolist()
     return [ts[i] for i in idx], [values[i] for i in idx], tp
 
 
-def compile_filter_regex(source: str) -> re.Pattern:
+def _float_filter_mask(opr: str, arr: np.ndarray, rhs: np.float64) -> np.ndarray:
+    """SiriDB's float comparison: for ``==``, ``!=``, ``>=`` and ``<=`` a NaN value
+    equals a NaN operand and nothing else; ``<`` and ``>`` are plain."""
+    if opr in ("<", ">"):
+        return _CMP[opr](arr, rhs)
+    value_nan = np.isnan(arr)
+    operand_nan = bool(np.isnan(rhs))
+    with np.errstate(invalid="ignore"):
+        plain = _CMP[opr](arr, rhs)
+    if opr == "!=":
+        return np.where(value_nan, not operand_nan, plain)
+    return np.where(value_nan, operand_nan, plain)
+
+
+def compile_filter_regex(source: str) -> SiriRegex:
     """Compile a SiriDB ``/pattern/`` or ``/pattern/i`` literal the way the server does.
 
     SiriDB replaces the delimiting slashes by ``^`` and ``$``, so ``/^[ab]/`` becomes
-    ``^^[ab]$`` and only matches the one-letter strings ``a`` and ``b``.
+    ``^^[ab]$`` and only matches the one-letter strings ``a`` and ``b``. Raises
+    :class:`FunctionError` with SiriDB's message when the pattern does not compile.
     """
     if len(source) < 2 or source[0] != "/":
         raise ValueError(f"not a regular expression literal: {source!r}")
-    flags = 0
     body = source[1:]
-    if body.endswith("/i"):
-        flags = re.IGNORECASE
+    ignore_case = body.endswith("/i")
+    if ignore_case:
         body = body[:-2]
     elif body.endswith("/"):
         body = body[:-1]
     else:
         raise ValueError(f"not a regular expression literal: {source!r}")
-    body = body.replace("\\/", "/")
-    return re.compile("^" + body + "$", flags)
+    try:
+        return SiriRegex(body, ignore_case)
+    except RegexError as exc:
+        raise FunctionError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- merge

@@ -73,13 +73,12 @@ def server_row(session: Session) -> dict[str, Any]:
     db = session.db
     control = session.control
     host, _, port = session.server_name.rpartition(":")
-    path = f"/var/lib/siridb/{db.name}/"
     return {
         "address": host,
         "port": int(port) if port.isdigit() else 0,
         "name": session.server_name,
-        "buffer_path": path,
-        "dbpath": path,
+        "buffer_path": db.buffer_path or db.dbpath,
+        "dbpath": db.dbpath,
         "buffer_size": db.buffer_size,
         "ip_support": "IPV4ONLY",
         "libuv": "1.44.2",

@@ -98,7 +98,10 @@ def build_calls(specs: Sequence[s.FuncSpec], ctx: TimeContext) -> list[FunctionC
             operand = spec.operand
             if isinstance(operand, s.MatchRegex):
                 _check_filter_regex(spec.operator)
-                operand = compile_filter_regex(operand.text)
+                try:
+                    operand = compile_filter_regex(operand.text)
+                except FunctionError as exc:
+                    raise QueryFailure(str(exc)) from exc
             call = FunctionCall("filter", operator=spec.operator, operand=operand)
         elif spec.name == "derivative":
             call = FunctionCall(

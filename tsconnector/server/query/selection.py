@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -10,48 +9,22 @@ from tsconnector.server.model import Database, Series, imap_walk_key
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.errors import QueryFailure
 from tsconnector.server.query.timeexpr import TimeContext, evaluate
-
-#: Python ``re`` messages and the PCRE wording the real server reports for them.
-_PCRE_MESSAGES = (
-    ("unterminated character set", "missing terminating ] for character class"),
-    ("missing ), unterminated subpattern", "missing closing parenthesis"),
-    ("unbalanced parenthesis", "unmatched closing parenthesis"),
-    ("nothing to repeat", "quantifier does not follow a repeatable item"),
-    ("multiple repeat", "quantifier does not follow a repeatable item"),
-    ("bad escape (end of pattern)", "\\ at end of pattern"),
-)
-
-_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+from tsconnector.server.regex import RegexError, SiriRegex
 
 
-def to_python_regex(source: str) -> str:
-    """Rewrite a PCRE pattern (as written between slashes) into Python ``re`` syntax."""
-    out = source.replace("\\/", "/")
-    out = _NAMED_GROUP.sub("(?P<", out)
-    return out.replace("\\z", "\\Z")
-
-
-def compile_regex(regex: s.MatchRegex) -> re.Pattern[str]:
-    """Compile a query regex, anchored at both ends like the real server does."""
-    flags = re.IGNORECASE if regex.ignore_case else 0
-    source = to_python_regex(regex.source)
+def compile_regex(regex: s.MatchRegex) -> SiriRegex:
+    """Compile a query regex as the real server does (``^body$``, matched in bounded
+    time); a pattern that does not compile is SiriDB's error."""
     try:
-        re.compile(source, flags)
-        return re.compile("^(?:" + source + r")\Z", flags)
-    except re.error as exc:
-        message = exc.msg
-        for python_msg, pcre_msg in _PCRE_MESSAGES:
-            if message.startswith(python_msg):
-                message = pcre_msg
-                break
-        raise QueryFailure(
-            f"Cannot compile regular expression '^{regex.source}$': {message}") from exc
+        return SiriRegex(regex.source, regex.ignore_case)
+    except RegexError as exc:
+        raise QueryFailure(str(exc)) from exc
 
 
 def group_source(regex: s.MatchRegex) -> tuple[str, int]:
-    """Source and flags to store for a group (compiled once here to report errors)."""
+    """Check a group's expression (SiriDB's compile error if it has one)."""
     compile_regex(regex)
-    return to_python_regex(regex.source), re.IGNORECASE if regex.ignore_case else 0
+    return regex.source, 1 if regex.ignore_case else 0
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -63,7 +36,7 @@ def _names(match: s.Match, db: Database) -> set[str]:
         return {match.name} if match.name in db.series else set()
     if isinstance(match, s.MatchRegex):
         pattern = compile_regex(match)
-        return {name for name in db.series if pattern.match(name)}
+        return {name for name in db.series if pattern.matches(name)}
     if isinstance(match, s.MatchGroupOrTag):
         if match.name in db.groups:
             return {series.name for series in db.group_members(match.name)}
