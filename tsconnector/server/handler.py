@@ -30,6 +30,7 @@ from . import qptokens as qt
 from .files import file_payload
 from .insert import InsertBatch, InsertRejected, parse_insert
 from .model import ACCESS_BITS, ACCESS_PROFILES, Database, User
+from .query.precision import effective_precision
 from .service import handle_service
 from .tee import tee_payload
 from .wire import error_payload, pack_answer, success_payload
@@ -68,14 +69,6 @@ _FULL = ACCESS_PROFILES["full"]
 
 #: A queued request: answers at once (returns None) or returns what to await.
 Job = Callable[[], Awaitable[None] | None]
-
-
-def _effective_precision(value: int, db_precision: int) -> int | None:
-    """The query's time precision from its integer argument, as SiriDB computes it."""
-    tp = (value + 2**31) % 2**32 - 2**31  # the C code keeps a 32-bit int
-    if tp != db_precision:
-        tp = -((-tp) % 4) if tp < 0 else tp % 4  # C's truncating remainder
-    return tp if 0 <= tp <= 3 else None
 
 
 def access_denied(user: User, what: str) -> bytes:
@@ -329,7 +322,7 @@ class ClientProtocol(asyncio.Protocol):
         if request is None:
             return  # malformed: SiriDB does not answer
         raw, value = request
-        precision = None if value is None else _effective_precision(value, db.precision)
+        precision = effective_precision(value, db.precision)
         query = raw.decode("utf-8", "replace")
         session = self.session
         if (

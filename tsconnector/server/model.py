@@ -264,9 +264,10 @@ def coerce_value(tp: SeriesType, value: Value) -> Value:
         return c_strtod(value)
     if isinstance(value, str):
         return value.split("\0", 1)[0]
+    # SiriDB formats numbers into a 64-byte buffer: at most 63 characters are kept
     if isinstance(value, float):
-        return _c_float_text(value)
-    return str(value)
+        return _c_float_text(value)[:63]
+    return str(value)[:63]
 
 
 def type_of(value: Value) -> SeriesType:

@@ -17,7 +17,7 @@ from tsconnector.server.model import Database
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.access import access_mask
 from tsconnector.server.query.errors import NotAccessible, QueryFailure
-from tsconnector.server.query.listing import server_row, shard_row
+from tsconnector.server.query.listing import server_where_row, shard_row
 from tsconnector.server.query.selection import (
     WHERE_TOO_DEEP,
     filter_rows,
@@ -437,7 +437,7 @@ def alter_server(stmt: s.AlterServer, session: Session, ctx: TimeContext) -> dic
         if stmt.uuid is None:
             count = 1
             if stmt.where is not None and not filter_rows(
-                    [server_row(session)], stmt.where, ctx, _server_value):
+                    [server_where_row(session)], stmt.where, ctx):
                 count = 0
             if count:
                 control.set_log_level(level)
@@ -453,10 +453,6 @@ def alter_server(stmt: s.AlterServer, session: Session, ctx: TimeContext) -> dic
         return _ok(f"Successfully {word} backup mode on '{session.server_name}'.")
     # address / port of this (connected) server cannot change
     raise QueryFailure(ERR_SERVER_ADDRESS)
-
-
-def _server_value(prop: str, value: Any) -> Any:
-    return value
 
 
 def drop_server(stmt: s.DropServer, session: Session) -> dict[str, Any]:

@@ -210,31 +210,37 @@ def _flatten_match(node: Node, out: list[Any]) -> None:
 
 
 def _match(node: Node) -> s.Match:
-    """The selection as SiriDB evaluates it: left to right, parentheses first."""
+    """The selection as SiriDB evaluates it.
+
+    SiriDB applies each name, regex, group and operator as it *enters* them, left to
+    right; an opening parenthesis saves the selection so far (with the operator before
+    it) and starts a new one, and all parentheses are closed only at the end of the
+    statement, the last opened first. So ``a - (b | c) | d`` is ``a - (b | c | d)``.
+    """
     items: list[Any] = []
     _flatten_match(node, items)
-    stack: list[tuple[s.Match | None, str | None] | None] = []
+    stack: list[tuple[s.Match, str] | None] = []
     acc: s.Match | None = None
     op: str | None = None
     for item in items:
         if item == "(":
-            if op is None:
+            if op is None or acc is None:
                 stack.append(None)  # nothing to combine with: keep filling ``acc``
             else:
                 stack.append((acc, op))
                 acc, op = None, None
         elif item == ")":
-            saved = stack.pop()
-            if saved is not None and saved[1] is not None:
-                outer, outer_op = saved
-                assert acc is not None
-                acc = acc if outer is None else s.MatchSetOp(outer_op, outer, acc)
+            continue
         elif isinstance(item, tuple):
             op = item[1]
-        elif acc is None or op is None:
-            acc = item if acc is None else s.MatchSetOp("|", acc, item)
+        elif acc is None:
+            acc = item
         else:
-            acc = s.MatchSetOp(op, acc, item)
+            acc = s.MatchSetOp(op or "|", acc, item)
+    for saved in reversed(stack):
+        if saved is not None:
+            outer, outer_op = saved
+            acc = outer if acc is None else s.MatchSetOp(outer_op, outer, acc)
     assert acc is not None
     return acc
 

@@ -32,6 +32,7 @@ __all__ = [
     "run_list",
     "run_show",
     "server_row",
+    "server_where_row",
     "shard_row",
     "show_values",
 ]
@@ -110,7 +111,7 @@ def _tee_text(db: Database) -> str:
     return "disabled" if db.tee is None else f"{db.tee[0]}:{db.tee[1]}"
 
 
-def _server_where_row(session: Session) -> dict[str, Any]:
+def server_where_row(session: Session) -> dict[str, Any]:
     """:func:`server_row` with the numbers ``where`` compares for keywords."""
     row = server_row(session)
     row["online"] = 1
@@ -183,7 +184,7 @@ def _rows(
     elif what == "pools":
         rows = [{"pool": 0, "servers": 1, "series": len(db.series)}]
     elif what == "servers":
-        rows = [_server_where_row(session)]
+        rows = [server_where_row(session)]
     else:
         rows = [shard_row(x, session) for x in db.shard_list()]
     return filter_rows(rows, stmt.where, ctx)

@@ -19,13 +19,25 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-__all__ = ["query_factor", "scale_calc", "scale_timestamp"]
+__all__ = ["effective_precision", "query_factor", "scale_calc", "scale_timestamp"]
 
 _FLOAT: Final = struct.Struct("f")
 _TWO_63: Final = float(1 << 63)
 _TWO_64: Final = float(1 << 64)
 _INT64_MIN: Final = -(1 << 63)
 _DEFAULT: Final = -1
+
+
+def effective_precision(value: int | None, db_precision: int) -> int | None:
+    """The precision SiriDB uses for a query's integer argument, or None (the
+    database's own): the value as a C ``int``, taken modulo 4 (C's remainder, so it
+    may be negative) unless it equals the database's precision; -1 means none."""
+    if value is None:
+        return None
+    tp = (value + (1 << 31)) % (1 << 32) - (1 << 31)
+    if tp != db_precision:
+        tp = -((-tp) % 4) if tp < 0 else tp % 4
+    return None if tp == _DEFAULT else tp
 
 
 def query_factor(precision: int | None, db_precision: int) -> float | None:

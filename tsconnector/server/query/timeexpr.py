@@ -87,55 +87,57 @@ def _digits(text: str, pos: int) -> int:
     return end
 
 
-# Fields after the year: (separator before it, lowest, highest value, strptime pattern)
-_FIELDS: Final = (
-    ("-", 1, 12),
-    ("-", 1, 31),
-    (" T", 0, 23),
-    (":", 0, 59),
-    (":", 0, 61),
-)
+#: The fields of a date string: (largest number of digits, lowest, highest value).
+_FIELDS: Final = ((4, 0, 9999), (2, 1, 12), (2, 1, 31), (2, 0, 23), (2, 0, 59), (2, 0, 61))
+#: What separates a field from the one before it (``" T"``: a space or a ``T``).
+_SEPARATORS: Final = ("", "-", "-", " T", ":", ":")
 
 
 def parse_date(text: str, tz: str) -> int:
-    """Seconds since the epoch for a date string, or -1 where SiriDB finds it invalid."""
+    """Seconds since the epoch for a date string, or -1 where SiriDB finds it invalid.
+
+    SiriDB checks the shape (``YYYY[-M[-D[ H[:M[:S]]]]]`` with ``T`` for the space
+    allowed, each part one or two digits) and tries, after each part, whether the
+    string ends there, ends with ``Z`` or continues with an offset (``+HH[:MM]``, or
+    ``-HH[:MM]`` from the day on); then glibc's ``strptime`` reads the fields (which
+    stops a field early at a too large first digit: ``10:60`` is 10:06) and ``mktime``
+    rolls over days (``2023-02-30`` is March 2).
+    """
     text = text.split("\0", 1)[0]
-    end = _digits(text, 0)
-    if end != 4:
-        return -1
-    values = [int(text[:4])]
-    pos = end
-    for index in range(len(_FIELDS) + 1):
-        # the end of the string, 'Z', or an offset may follow each field
+    use_t = False
+    pos = 0
+    for index in range(len(_FIELDS)):
+        if index:
+            if pos >= len(text) or text[pos] not in _SEPARATORS[index]:
+                return -1
+            if text[pos] == "T":
+                use_t = True
+            pos += 1
+        end = _digits(text, pos)
+        size = end - pos
+        if (size != 4) if index == 0 else not 0 < size <= 2:
+            return -1
+        pos = end
+        fields = index + 1
         check_min = index >= 2
         if pos == len(text):
-            return _timestamp(values, tz, None)
+            return _strptime_ts(text, fields, use_t, False, tz, None)
         if text[pos] == "Z" and pos + 1 == len(text):
-            return _timestamp(values, "UTC", None)
+            return _strptime_ts(text, fields, use_t, True, "UTC", None)
         if text[pos] == "+" or (check_min and text[pos] == "-"):
-            return _offset_date(text, pos, values)
-        if index == len(_FIELDS):
-            return -1
-        separators, low, high = _FIELDS[index]
-        if text[pos] not in separators:
-            return -1
-        pos += 1
-        end = _digits(text, pos)
-        if not 0 < end - pos <= 2:
-            return -1
-        value = int(text[pos:end])
-        if not low <= value <= high:
-            return -1
-        values.append(value)
-        pos = end
-    return -1  # pragma: no cover - the loop returns
+            offset = _offset(text, pos)
+            if offset is None:
+                return -1
+            return _strptime_ts(text, fields, use_t, False, "UTC", offset)
+    return -1
 
 
-def _offset_date(text: str, pos: int, values: list[int]) -> int:
+def _offset(text: str, pos: int) -> int | None:
+    """Seconds to add for a ``+HH[[:]MM]`` / ``-HH[[:]MM]`` suffix, or None."""
     sign = 1 if text[pos] == "-" else -1
     digits = text[pos + 1 : pos + 3]
     if len(digits) < 2 or not (digits.isascii() and digits.isdigit()):
-        return -1
+        return None
     offset = int(digits[0]) * 36000 + int(digits[1]) * 3600
     pos += 3
     if pos < len(text) and text[pos] == ":":
@@ -143,11 +145,55 @@ def _offset_date(text: str, pos: int, values: list[int]) -> int:
     if pos < len(text):
         minutes = text[pos : pos + 2]
         if len(minutes) < 2 or not (minutes.isascii() and minutes.isdigit()):
-            return -1
+            return None
         offset += int(minutes[0]) * 600 + int(minutes[1]) * 60
         if pos + 2 != len(text):
-            return -1
-    return _timestamp(values, "UTC", offset * sign)
+            return None
+    return offset * sign
+
+
+def _strptime(text: str, fields: int, use_t: bool, zulu: bool) -> list[int] | None:
+    """glibc's ``strptime`` with ``%Y-%m-%d %H:%M:%S`` cut to ``fields`` (and ``Z``)."""
+    values: list[int] = []
+    pos = 0
+    size = len(text)
+    for index in range(fields):
+        if index:
+            separator = ("T" if use_t else " ") if index == 3 else _SEPARATORS[index]
+            if separator == " ":
+                while pos < size and text[pos] in " \t\n\v\f\r":
+                    pos += 1
+            elif pos < size and text[pos] == separator:
+                pos += 1
+            else:
+                return None
+        width, low, high = _FIELDS[index]
+        while pos < size and text[pos] == " ":
+            pos += 1
+        if pos >= size or not "0" <= text[pos] <= "9":
+            return None
+        value = 0
+        while True:
+            value = value * 10 + ord(text[pos]) - 48
+            pos += 1
+            width -= 1
+            if not (width > 0 and value * 10 <= high and pos < size and "0" <= text[pos] <= "9"):
+                break
+        if not low <= value <= high:
+            return None
+        values.append(value)
+    if zulu and (pos >= size or text[pos] != "Z"):
+        return None
+    return values
+
+
+def _strptime_ts(
+    text: str, fields: int, use_t: bool, zulu: bool, tz: str, offset: int | None
+) -> int:
+    values = _strptime(text, fields, use_t, zulu)
+    if values is None:
+        return -1
+    return _timestamp(values, tz, offset)
 
 
 def _timestamp(values: list[int], tz: str, offset: int | None) -> int:
