@@ -17,8 +17,8 @@ import pytest
 import qpack
 
 from tsconnector.protocol.constants import AnswerType
-from tsconnector.server.insert import InsertRejected, parse_insert
 from tsconnector.server.control import ServerControl
+from tsconnector.server.insert import InsertRejected, parse_insert
 from tsconnector.server.model import ACCESS_BITS, Database
 from tsconnector.server.query import Session, execute
 from tsconnector.server.query.precision import effective_precision
