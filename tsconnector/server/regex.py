@@ -22,18 +22,20 @@ reported with PCRE2's texts where they differ.
 
 from __future__ import annotations
 
+import importlib
 import re
 import signal
 import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+# The regex parser of the standard library (no stubs exist for these private modules).
 try:  # Python 3.11+
-    import re._constants as _c
-    import re._parser as _p
+    _c: Any = importlib.import_module("re._constants")
+    _p: Any = importlib.import_module("re._parser")
 except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants as _c  # type: ignore[no-redef]
-    import sre_parse as _p  # type: ignore[no-redef]
+    _c = importlib.import_module("sre_constants")
+    _p = importlib.import_module("sre_parse")
 
 __all__ = ["RegexError", "SiriRegex", "compile_siri_regex", "pcre_message", "to_python_regex"]
 

@@ -86,6 +86,7 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
                 if expr.time:
                     check_time(value, ctx)
         _check_access(session, statement)
+        answer: dict[str, Any]
         if type(statement) is s.Select:
             plan = plan_cached(query, db.precision, db.timezone)
             if plan is not None and plan.single is not None and plan.bounds is not None:
@@ -96,8 +97,9 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
         else:
             answer = _dispatch(statement, session, ctx or _context(session), time_precision)
         if parsed.timeit:
-            answer["__timeit__"] = [
+            timeit: Any = [
                 {"server": session.server_name, "time": time.perf_counter() - started}]
+            answer["__timeit__"] = timeit
         return AnswerType.RES_QUERY, answer
     except ParseFailure as exc:
         return AnswerType.ERR_QUERY, {"error_msg": str(exc)}

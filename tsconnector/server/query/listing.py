@@ -223,9 +223,9 @@ def _column(what: str, col: str, row: Mapping[str, Any], session: Session) -> An
     if what == "users" and col == "access":
         return access_text(_model_access(session, row))
     if what == "series" and col == "type":
-        return SERIES_TYPE_NAMES[int(value)]
+        return SERIES_TYPE_NAMES[int(value or 0)]
     if what == "shards" and col == "type":
-        return SHARD_TYPE_NAMES[int(value)]
+        return SHARD_TYPE_NAMES[int(value or 0)]
     if what == "servers":
         if col == "log_level":
             return session.control.log_level

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from tsconnector.server.model import Database, Series
 from tsconnector.server.query import syntax as s
@@ -158,10 +158,12 @@ def _string_chunk_answer(
         return None
     if calls[0].name == "first":
         size = chunks[0]
-        t, v = fast_first_string(series.ts[:size], series.values[:size], series.ts[0])
+        t, v = fast_first_string(
+            series.ts[:size], cast("list[str]", series.values[:size]), series.ts[0])
     else:
         size = chunks[-1]
-        t, v = fast_last_string(series.ts[-size:], series.values[-size:], series.ts[-1])
+        t, v = fast_last_string(
+            series.ts[-size:], cast("list[str]", series.values[-size:]), series.ts[-1])
     return ([t], [v], "string"), list(calls[1:])
 
 

@@ -82,8 +82,8 @@ def select_series(
 ) -> list[Series]:
     """Series matching ``match`` and ``where``, in the server's list order."""
     if type(match) is s.MatchName and where is None:
-        found = db.series.get(match.name)
-        return [] if found is None else [found]
+        one = db.series.get(match.name)
+        return [] if one is None else [one]
     if match is not None and not isinstance(match, s.MatchAll):
         wanted = _names(match, db)
         if len(wanted) * 8 < len(db.series):
@@ -107,7 +107,8 @@ def compare(left: Any, op: str, right: Any) -> bool:
     """A ``where`` condition as SiriDB tests it: integers as int64, strings byte-wise
     (``~`` and ``!~``: whether ``right`` occurs in ``left``)."""
     if isinstance(left, str) or isinstance(right, str):
-        a, b = str(left), str(right)
+        a: Any = str(left)
+        b: Any = str(right)
         if op == "~":
             return b in a
         if op == "!~":
