@@ -176,7 +176,7 @@ async def amain(args: Any) -> None:
         "2. client side: insert 1 M points into an instant server (wall = pack + send)",
         HEADERS, rows_for(client_side),
     )
-    print("\nTargets (issue 5): client-side time >= 2x faster than siridb-connector's")
+    print("\nTarget: client-side time >= 2x faster than siridb-connector's")
     for size in BATCHES:
         lists_wall = client_side[(CLIENTS[2], size)][0]
         np_wall = client_side[(NUMPY_BASELINE, size)][0]

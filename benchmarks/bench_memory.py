@@ -8,7 +8,7 @@ collects garbage and reads its resident set size (the baseline), resets the kern
 peak-RSS mark (``/proc/self/clear_refs``), inserts the 1 M points as one batch and
 reads the peak (``VmHWM``). A second insert of the same data under other names is
 traced with ``tracemalloc`` for the peak of Python-visible allocations. Medians of
-``--runs`` subprocesses (min 5) per case. Target (issue 5): tsconnector stays below 2x
+``--runs`` subprocesses (min 5) per case. Target: tsconnector stays below 2x
 the packed payload size above the baseline.
 """
 
@@ -154,7 +154,7 @@ async def amain(args: Any) -> None:
          "tracemalloc MiB", "traced / payload"],
         rows,
     )
-    print("\nTargets (issue 5):")
+    print("\nTargets:")
     print("\n".join(verdicts))
 
 

@@ -331,7 +331,7 @@ async def amain(args: Any) -> None:
                 if row[0] == "tsconnector":
                     verdicts.append(c.verdict(
                         "100-in-flight small queries/s, client side", float(row[5][:-1]), 2))
-    print("\nTargets (issue 5):")
+    print("\nTargets:")
     print("\n".join(verdicts))
 
 

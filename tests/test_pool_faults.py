@@ -1,4 +1,4 @@
-"""HostPool under faults: three embedded servers behind FaultProxy instances (issue 3)."""
+"""HostPool under faults: three embedded servers behind FaultProxy instances."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BufferedWriter under faults: server kills, cut connections, writer crashes (issue 7).
+"""BufferedWriter under faults: server kills, cut connections, writer crashes.
 
 The server runs as a subprocess with ``--data-dir`` on a fixed port so it can be
 SIGKILLed and restarted in place; a FaultProxy sits between the client and the server.

@@ -44,7 +44,8 @@ def drop_expired(db: Database, now: float | None = None) -> int:
     if not keys:
         return 0
     log.info("dropping %d expired shard(s) of %s", len(keys), db.name)
-    return db.drop_shards(keys)
+    db.drop_shards(keys)
+    return len(keys)
 
 
 class ExpirationTask:

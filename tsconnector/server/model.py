@@ -1,9 +1,10 @@
 """The embedded server's data model: databases, series, users, groups and tags in memory.
 
 Every change goes through :meth:`Database.commit` as a plain record (a tuple of
-msgpack-friendly values). ``commit`` hands the record to the journal (the write-ahead
-log, when the server is durable) and then applies it; recovery replays the same records
-through :meth:`Database.apply`, so the in-memory state is always what the log says.
+msgpack-friendly values). ``commit`` applies it, or hands it to the journal (the
+write-ahead log, when the server is durable), which applies it once it is on disk;
+recovery replays the same records through :meth:`Database.apply`, so the in-memory
+state is always what the log says.
 """
 
 from __future__ import annotations
@@ -278,7 +279,7 @@ def type_of(value: Value) -> SeriesType:
     return "integer"
 
 
-Journal = Callable[[Record], None]
+Journal = Callable[[Record], Any]
 
 #: Database units per second, by precision code.
 UNITS_PER_SECOND = (1, 1_000, 1_000_000, 1_000_000_000)
@@ -353,9 +354,10 @@ class Database:
 
     # -- the commit path -------------------------------------------------------------
     def commit(self, record: Record) -> Any:
-        """Journal ``record`` (write-ahead) and apply it; returns what apply returns."""
+        """Apply ``record`` now (returning what apply returns), or, with a journal, hand
+        it to the journal, which applies it once it is durable (log first, then apply)."""
         if self.journal is not None:
-            self.journal(record)
+            return self.journal(record)
         return self.apply(record)
 
     def apply(self, record: Record) -> Any:
@@ -383,8 +385,10 @@ class Database:
         return max(sh.buffer_points(self.buffer_size), 1)
 
     def insert(self, batch: dict[str, list[tuple[int, Value]]]) -> int:
-        """Store a validated batch ``{name: [(ts, value), ...]}``; returns the point count."""
-        return int(self.commit(("insert", batch, self.exp_at_num, self.exp_at_log)))
+        """Store a validated batch ``{name: [(ts, value), ...]}``; returns the point count
+        (stored now, or once durable when journaled)."""
+        self.commit(("insert", batch, self.exp_at_num, self.exp_at_log))
+        return sum(len(points) for points in batch.values())
 
     def apply_insert(
         self, batch: dict[str, Iterable[Sequence[Any]]], exp_num: int = 0, exp_log: int = 0
@@ -544,8 +548,9 @@ class Database:
             return 0
         return min(series.shards)[1]
 
-    def drop_series(self, names: Sequence[str]) -> int:
-        return int(self.commit(("drop_series", list(names))))
+    def drop_series(self, names: Sequence[str]) -> None:
+        """Drop series by name (now, or once durable when journaled)."""
+        self.commit(("drop_series", list(names)))
 
     def apply_drop_series(self, names: Sequence[str]) -> int:
         n = 0
@@ -591,9 +596,10 @@ class Database:
                 out.append(key)
         return out
 
-    def drop_shards(self, keys: Sequence[tuple[int, int]]) -> int:
-        """Drop shards (by ``(sid, duration)``) and the points they hold."""
-        return int(self.commit(("drop_shards", [list(k) for k in keys])))
+    def drop_shards(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Drop shards (by ``(sid, duration)``) and the points they hold (now, or once
+        durable when journaled)."""
+        self.commit(("drop_shards", [list(k) for k in keys]))
 
     def apply_drop_shards(self, keys: Sequence[Sequence[int]]) -> int:
         dropped = 0
@@ -626,6 +632,12 @@ class Database:
             raise ValueError(f"unknown setting {key!r}")
         if key == "tee" and value is not None:
             value = (str(value[0]), int(value[1]))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            # Journals of older versions may hold values outside int64 (which made
+            # ``show`` fail): read them as the C server's int64 arithmetic would.
+            value = (value + 2**63) % 2**64 - 2**63
+            if key.startswith("expiration_") and value <= 0:
+                value = None
         setattr(self, key, value)
 
     # -- users -----------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """pytest plugin: fixtures for an embedded server, a connected client and fault proxies.
 
-Registered through the ``pytest11`` entry point ``tsconnector``. The async fixtures need
-``pytest-asyncio``; without it the plugin registers nothing, so installing tsconnector
-never breaks an unrelated test suite.
+Registered through the ``pytest11`` entry point ``tsconnector``, so a project that
+installs tsconnector (no extra needed) gets ``embedded_server``,
+``embedded_server_factory``, ``tsclient`` and ``fault_proxy``. They are async fixtures
+of ``pytest-asyncio`` and work in its strict mode (the default: mark async tests with
+``@pytest.mark.asyncio``) and in auto mode. Without pytest-asyncio the same names
+exist but fail with a message saying to install it; nothing else changes, so
+installing tsconnector never breaks an unrelated test suite.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from .proxy import FaultProxy
 
 try:
     import pytest_asyncio
-except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-    pytest_asyncio = None
+
+    HAVE_PYTEST_ASYNCIO = True
+except ImportError:
+    HAVE_PYTEST_ASYNCIO = False
 
 #: Credentials of the embedded server's default user and database.
 DEFAULT_USER = "iris"
@@ -25,7 +33,26 @@ DEFAULT_DB = "dbtest"
 ServerFactory = Callable[..., Awaitable[Any]]
 ProxyFactory = Callable[..., Awaitable[FaultProxy]]
 
-if pytest_asyncio is not None:
+NEEDS_PYTEST_ASYNCIO = (
+    "the tsconnector fixtures are async and need pytest-asyncio: pip install pytest-asyncio"
+)
+
+
+def _needs_pytest_asyncio(name: str) -> Any:
+    """A fixture called ``name`` that fails saying pytest-asyncio is missing."""
+
+    def fixture() -> Any:
+        pytest.fail(NEEDS_PYTEST_ASYNCIO, pytrace=False)
+
+    fixture.__doc__ = "Needs pytest-asyncio (fails with a message saying so)."
+    return pytest.fixture(name=name)(fixture)
+
+
+if not HAVE_PYTEST_ASYNCIO:
+    for _name in ("embedded_server_factory", "embedded_server", "tsclient", "fault_proxy"):
+        globals()[f"_{_name}_without_pytest_asyncio"] = _needs_pytest_asyncio(_name)
+
+else:
 
     @pytest_asyncio.fixture
     async def embedded_server_factory() -> AsyncIterator[ServerFactory]:

@@ -356,7 +356,12 @@ def _set_expiration(
                 "want to do this.")
     old = getattr(db, key) or 0
     db.commit(("setting", key, expiration or None))
-    db.update_expiration(int(session.now() * db.factor))
+    # The new expiration time counts at once, also while a journal makes it durable.
+    now = int(session.now() * db.factor)
+    if key == "expiration_num":
+        db.exp_at_num = now - expiration if expiration else 0
+    else:
+        db.exp_at_log = now - expiration if expiration else 0
     return _ok(f"Successfully changed expiration from {old} to {expiration}.")
 
 
