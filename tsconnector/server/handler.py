@@ -37,11 +37,12 @@ from .files import file_payload
 from .insert import InsertBatch, InsertRejected, parse_insert
 from .internal import running
 from .model import ACCESS_BITS, ACCESS_PROFILES, Database, User
+from .query.answer import is_large_answer
 from .query.precision import effective_precision
 from .service import handle_service
 from .storage import JournalError
 from .tee import tee_payload
-from .wire import error_payload, pack_answer, success_payload
+from .wire import error_payload, iter_pack_answer, pack_answer, success_payload
 
 if TYPE_CHECKING:
     from .limits import ServerLimits
@@ -458,7 +459,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _answer_now(
         self, pid: int, session: Any, query: str, precision: int | None, *, late: bool
-    ) -> tuple[asyncio.Future[None], int, Any] | None:
+    ) -> tuple[asyncio.Future[None] | None, int, Any] | None:
         """Execute and answer a query; returns its journal ticket and result instead of
         answering when the query journaled records (answered once they are applied)."""
         store = self.state.stores.get(session.db.name) if self.state.stores else None
@@ -478,6 +479,8 @@ class ClientProtocol(asyncio.Protocol):
             ticket = store.ticket()
             if ticket is not None:
                 return ticket, tp, answer
+        if is_large_answer(answer):
+            return None, tp, answer  # packed in turns with other clients
         self._send_answer(pid, tp, answer, late=late)
         return None
 
@@ -500,16 +503,30 @@ class ClientProtocol(asyncio.Protocol):
             await pending
 
     async def _answer_when_durable(
-        self, pid: int, ticket: asyncio.Future[None], tp: int, answer: Any
+        self, pid: int, ticket: asyncio.Future[None] | None, tp: int, answer: Any
     ) -> None:
         """Answer once the request's journal records are applied; ERR_SERVER (nothing
-        stored) when their write failed."""
-        try:
-            await ticket
-        except JournalError as exc:
-            self._journal_failed(pid, exc)
+        stored) when their write failed. A large select answer (no ticket) is packed
+        chunk by chunk, other connections running in between."""
+        if ticket is not None:
+            try:
+                await ticket
+            except JournalError as exc:
+                self._journal_failed(pid, exc)
+                return
+        if not is_large_answer(answer):
+            self._send_answer(pid, tp, answer)
             return
-        self._send_answer(pid, tp, answer)
+        pieces: list[bytes] = []
+        try:
+            for piece in iter_pack_answer(answer):
+                pieces.append(piece)
+                await asyncio.sleep(0)
+        except Exception as exc:  # never leave a request unanswered
+            self.state.internal.record("packing an answer", exc)
+            self.send(pid, AnswerType.ERR_MSG, error_payload(QUERY_FAILED))
+            return
+        self.send(pid, tp, b"".join(pieces))
 
     def _journal_failed(self, pid: int, exc: JournalError) -> None:
         """Answer ERR_SERVER: the client may retry, as nothing of the request was stored."""

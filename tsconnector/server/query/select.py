@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from tsconnector.server.model import Database, Series
 from tsconnector.server.query import syntax as s
+from tsconnector.server.query.answer import LARGE_ANSWER_POINTS, PointColumns
 from tsconnector.server.query.errors import QueryFailure
 from tsconnector.server.query.functions import (
     FunctionCall,
@@ -295,7 +296,7 @@ def run_select(
     ctx: TimeContext,
     precision: int | None,
     plan: SelectPlan | None = None,
-) -> dict[str, list[list[Any]]]:
+) -> dict[str, Sequence[list[Any]]]:
     """The answer of a select statement, keyed by (prefixed) series name."""
     if plan is not None and plan.single is not None and plan.bounds is not None:
         return run_single(plan, stmt, db, precision)
@@ -355,7 +356,7 @@ def run_select(
 
 def run_single(
     plan: SelectPlan, stmt: s.Select, db: Database, precision: int | None
-) -> dict[str, list[list[Any]]]:
+) -> dict[str, Sequence[list[Any]]]:
     """:func:`run_select` for a plan with ``single`` and constant ``bounds``: one named
     series through one chain (the points limit, checked before a second series and
     never for names alone, cannot be reached)."""
@@ -389,14 +390,18 @@ def _merge_results(
 
 def _answer(
     results: dict[str, Points], db_precision: int, precision: int | None
-) -> dict[str, list[list[Any]]]:
-    """``{name: [[ts, value], ...]}`` in the server's (byte-wise) name order."""
-    answer: dict[str, list[list[Any]]] = {}
+) -> dict[str, Sequence[list[Any]]]:
+    """``{name: [[ts, value], ...]}`` in the server's (byte-wise) name order; a large
+    answer keeps its points as columns (:class:`PointColumns`), packed in chunks."""
+    answer: dict[str, Sequence[list[Any]]] = {}
     names = sorted(results, key=str.encode) if len(results) > 1 else results
     factor = query_factor(precision, db_precision)
+    large = sum(len(points[0]) for points in results.values()) > LARGE_ANSWER_POINTS
     for name in names:
         ts, values, _ = results[name]
-        if factor is None:
+        if large:
+            answer[name] = PointColumns(ts, values, factor)
+        elif factor is None:
             answer[name] = list(map(list, zip(ts, values)))
         else:
             answer[name] = [[scale_timestamp(t, factor), v] for t, v in zip(ts, values)]
