@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import qpack
+import qpack  # type: ignore[import-untyped]
 from server_wire import RawClient
 
 from tsconnector.protocol import AnswerType, RequestType

@@ -335,6 +335,10 @@ class Database:
         self.exp_at_log = 0
         #: ``host:port`` inserts are copied to (None: no tee); see :mod:`.tee`.
         self.tee: tuple[str, int] | None = None
+        #: Runtime state of the tee (never journaled): bumped by every ``set tee``
+        #: (which drops the connection, as SiriDB does) and its connection error.
+        self.tee_epoch = 0
+        self.tee_error: str | None = None
         self.auto_duration = True
         #: Where the database's files are and where its buffer is reported to be
         #: (``show dbpath`` / ``show buffer_path``); set by the server.
@@ -630,8 +634,11 @@ class Database:
     def apply_setting(self, key: str, value: Any) -> None:
         if key not in _SETTINGS:
             raise ValueError(f"unknown setting {key!r}")
-        if key == "tee" and value is not None:
-            value = (str(value[0]), int(value[1]))
+        if key == "tee":
+            self.tee_epoch += 1
+            self.tee_error = None
+            if value is not None:
+                value = (str(value[0]), int(value[1]))
         elif isinstance(value, int) and not isinstance(value, bool):
             # Journals of older versions may hold values outside int64 (which made
             # ``show`` fail): read them as the C server's int64 arithmetic would.

@@ -95,6 +95,7 @@ class ServerState:
         if db.tee is None and forwarder is None:
             return
         if forwarder is None:
-            forwarder = self.tees[db.name] = TeeForwarder()
-        forwarder.configure(db.tee)
+            forwarder = self.tees[db.name] = TeeForwarder(
+                on_error=lambda error: setattr(db, "tee_error", error))
+        forwarder.configure(db.tee, db.tee_epoch)
         forwarder.forward(payload())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import qpack  # type: ignore[import-untyped]
@@ -70,19 +70,23 @@ class _TeeProtocol(asyncio.Protocol):
 class TeeForwarder:
     """The tee connection of one database."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_error: Callable[[str], None] = lambda _: None) -> None:
         self.target: tuple[str, int] | None = None
+        self.epoch = -1
         self.error: str | None = None
+        self._on_error = on_error
         self._transport: asyncio.Transport | None = None
         self._protocol: _TeeProtocol | None = None
         self._connecting: asyncio.Task[None] | None = None
 
-    def configure(self, target: tuple[str, int] | None) -> None:
-        """Follow the database's tee setting (a new target resets the connection)."""
-        if target == self.target:
+    def configure(self, target: tuple[str, int] | None, epoch: int = 0) -> None:
+        """Follow the database's tee setting: every new ``set tee`` (a new ``epoch``,
+        even to the same address) drops the connection and the error, as in SiriDB."""
+        if target == self.target and epoch == self.epoch:
             return
         self.close()
         self.target = target
+        self.epoch = epoch
         self.error = None
 
     @property
@@ -114,6 +118,7 @@ class TeeForwarder:
                 log.warning("cannot connect to tee %s:%s (%s)", target[0], target[1], exc)
                 if target == self.target:
                     self.error = TEE_CONNECT_FAILED
+                    self._on_error(TEE_CONNECT_FAILED)
                 return
             if target != self.target:
                 transport.close()
@@ -124,6 +129,13 @@ class TeeForwarder:
             log.info("connection created to tee %s:%s", target[0], target[1])
         finally:
             self._connecting = None
+
+    async def wait_connected(self) -> bool:
+        """Wait for the connection attempt under way (if any); whether connected."""
+        attempt = self._connecting
+        if attempt is not None:
+            await asyncio.shield(attempt)
+        return self.connected
 
     def _lost(self, protocol: _TeeProtocol) -> None:
         if protocol is self._protocol:

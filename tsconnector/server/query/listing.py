@@ -108,6 +108,8 @@ def server_row(session: Session) -> dict[str, Any]:
 
 
 def _tee_text(db: Database) -> str:
+    if db.tee_error is not None:  # kept until the tee is set again, as in SiriDB
+        return db.tee_error
     return "disabled" if db.tee is None else f"{db.tee[0]}:{db.tee[1]}"
 
 
