@@ -243,3 +243,16 @@ async def test_show_tee_reports_a_failed_connection_until_set_again() -> None:
         await c.query("alter database set tee false")
         assert (await c.query("show tee"))[1] == {"data": [{"name": "tee", "value": "disabled"}]}
         await c.close()
+
+
+async def test_series_names_end_at_a_nul_byte_as_in_siridb() -> None:
+    async with EmbeddedServer() as srv:
+        c = await RawClient.connect(srv.port)
+        await c.auth()
+        assert await c.insert({"dup\x00a": [[1, 1]], "dup\x00b": [[2, 2]]}) == (
+            AnswerType.RES_INSERT, {"success_msg": "Successfully inserted 2 point(s)."})
+        assert await c.query("list series name, length") == (
+            AnswerType.RES_QUERY, {"columns": ["name", "length"], "series": [["dup", 2]]})
+        # SiriDB never answers a name that starts with NUL; refused as a bad name here.
+        assert (await c.insert({"\x00zz": [[1, 1]]}))[0] == AnswerType.ERR_INSERT
+        await c.close()
