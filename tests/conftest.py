@@ -39,3 +39,12 @@ def fail_on_server_internal_errors(request: pytest.FixtureRequest) -> Iterator[N
     problem = internal.check_since(before)
     if problem:
         pytest.fail(problem, pytrace=False)
+
+
+# Catalog backends (SQLite memory / file, PostgreSQL) for every test file that needs them.
+from catalog_backends import (  # noqa: E402, F401
+    _drop_leftover_test_schemas,
+    catalog_backend,
+    catalog_db,
+    pg_backend,
+)

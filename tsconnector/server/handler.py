@@ -561,6 +561,9 @@ class ClientProtocol(asyncio.Protocol):
         except InsertRejected as exc:
             self.send(pid, AnswerType.ERR_INSERT, error_payload(str(exc)))
             return
+        arrivals = self.state.arrivals
+        if arrivals is not None:
+            arrivals.record(batch.series)
         if batch.count:
             self.state.forward_insert(db, lambda: tee_payload(batch.series))
         self._enqueue(pid, lambda: self._run_insert(pid, db, batch), insert=True)

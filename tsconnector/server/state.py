@@ -20,6 +20,7 @@ from .service import ServiceAccounts
 from .tee import TeeForwarder
 
 if TYPE_CHECKING:
+    from .cluster import Arrivals, ClusterTopology
     from .handler import ClientProtocol
     from .storage import Store
 
@@ -59,6 +60,10 @@ class ServerState:
     internal: InternalErrors = field(default_factory=InternalErrors)
     #: Called by a connection when it is gone (the app resumes accepting).
     on_connection_lost: Callable[[], None] = lambda: None
+    #: The cluster this server pretends to be part of (None: a one-pool cluster) and the
+    #: counts of what arrived here.
+    topology: ClusterTopology | None = None
+    arrivals: Arrivals | None = None
 
     @property
     def server_name(self) -> str:
@@ -87,6 +92,7 @@ class ServerState:
             active_handles=self.active_handles,
             account=account,
             control=self.control,
+            topology=self.current_topology,
         )
 
     def forward_insert(self, db: Database, payload: Callable[[], bytes]) -> None:
@@ -99,3 +105,7 @@ class ServerState:
                 on_error=lambda error: setattr(db, "tee_error", error))
         forwarder.configure(db.tee, db.tee_epoch)
         forwarder.forward(payload())
+
+    def current_topology(self) -> ClusterTopology | None:
+        """The cluster layout in force now (it can be replaced while serving)."""
+        return self.topology

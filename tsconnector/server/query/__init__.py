@@ -21,6 +21,10 @@ def _one() -> int:
     return 1
 
 
+def _no_topology() -> Any:
+    return None
+
+
 @dataclass
 class Session:
     """Per-connection context of a query: database, user and server facts.
@@ -39,6 +43,8 @@ class Session:
     now: Callable[[], float] = time.time
     account: User | None = None
     control: ServerControl = field(default_factory=ServerControl)
+    #: The cluster layout (``server.cluster.ClusterTopology``) or None: one pool.
+    topology: Callable[[], Any] = _no_topology
 
     def current_user(self) -> User | None:
         """The user the query runs as (None when it no longer exists)."""

@@ -74,6 +74,8 @@ def server_row(session: Session) -> dict[str, Any]:
     db = session.db
     control = session.control
     host, _, port = session.server_name.rpartition(":")
+    topology = session.topology()
+    own = topology.own if topology is not None else None
     return {
         "address": host,
         "port": int(port) if port.isdigit() else 0,
@@ -84,11 +86,12 @@ def server_row(session: Session) -> dict[str, Any]:
         "ip_support": "IPV4ONLY",
         "libuv": "1.44.2",
         "uuid": db.uuid,
-        "pool": 0,
+        "pool": own.pool if own is not None else 0,
         "version": session.version,
         "online": True,
         "startup_time": 0,
-        "status": control.status,
+        # A cluster layout may report another status for this server (re-indexing...).
+        "status": own.status if own is not None and own.status != "running" else control.status,
         "active_handles": session.active_handles(),
         "active_tasks": 1,
         "fifo_files": 0,
@@ -184,9 +187,16 @@ def _rows(
     elif what == "users":
         rows = [{"name": u.name, "access": siridb_access(u.access)} for u in db.users.values()]
     elif what == "pools":
-        rows = [{"pool": 0, "servers": 1, "series": len(db.series)}]
+        topology = session.topology()
+        if topology is not None:
+            rows = topology.pool_rows(len(db.series))
+        else:
+            rows = [{"pool": 0, "servers": 1, "series": len(db.series)}]
     elif what == "servers":
         rows = [server_where_row(session)]
+        topology = session.topology()
+        if topology is not None:
+            rows = topology.server_rows(rows[0], _asks_servers(stmt))
     else:
         rows = [shard_row(x, session) for x in db.shard_list()]
     return filter_rows(rows, stmt.where, ctx)
@@ -195,6 +205,21 @@ def _rows(
 def _check_where(stmt: s.ListStmt | s.CountStmt) -> None:
     if isinstance(stmt.where, s.WhereTooDeep):
         raise QueryFailure(WHERE_TOO_DEEP)
+
+
+def _asks_servers(stmt: s.ListStmt | s.CountStmt) -> bool:
+    """True when a column or condition is one SiriDB asks every server for."""
+    from tsconnector.server.cluster import REMOTE_SERVER_COLUMNS
+
+    props = set(getattr(stmt, "columns", ()) or ())
+    stack: list[Any] = [stmt.where] if stmt.where is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, s.BoolOp):
+            stack += [node.left, node.right]
+        elif isinstance(node, s.Condition):
+            props.add(node.prop)
+    return bool(props & REMOTE_SERVER_COLUMNS)
 
 
 def run_list(stmt: s.ListStmt, session: Session, ctx: TimeContext) -> dict[str, Any]:
@@ -232,7 +257,7 @@ def _column(what: str, col: str, row: Mapping[str, Any], session: Session) -> An
         if col == "log_level":
             return session.control.log_level
         if col == "online":
-            return True
+            return bool(value)
     return value
 
 
@@ -261,6 +286,9 @@ def run_count(stmt: s.CountStmt, session: Session, ctx: TimeContext) -> dict[str
         return {what: sum(int(r["size"]) for r in rows)}
     if what == "pools" and stmt.where is not None and not session.control.accessible:
         raise NotAccessible(session.server_name)
+    topology = session.topology()
+    if what == "pools" and stmt.where is None and topology is not None:
+        return {what: topology.num_pools}  # offline pools count too
     return {what: len(_rows(stmt, session, ctx, what))}
 
 
