@@ -141,12 +141,10 @@ def coerce(tp: SeriesType, values: np.ndarray) -> np.ndarray:
 
 
 def _float_to_int(values: np.ndarray) -> np.ndarray:
-    """SiriDB's ``(int64_t)`` cast of doubles: NaN and infinities give 0, values out of
-    range ``INT64_MIN``, the rest are truncated toward zero."""
-    finite = np.isfinite(values)
-    out_of_range = finite & ((values < -_TWO63) | (values >= _TWO63))
-    safe = np.where(finite & ~out_of_range, values, 0.0)
-    result = np.trunc(safe).astype(np.int64)
-    if out_of_range.any():
-        result[out_of_range] = INT64_MIN
+    """C's ``(int64_t)`` cast of doubles on x86-64: NaN, infinities and values out of
+    range give ``INT64_MIN``, the rest are truncated toward zero."""
+    inside = (values >= -_TWO63) & (values < _TWO63)  # False for NaN
+    result = np.trunc(np.where(inside, values, 0.0)).astype(np.int64)
+    if not inside.all():
+        result[~inside] = INT64_MIN
     return result
