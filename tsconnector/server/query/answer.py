@@ -84,7 +84,7 @@ class PointColumns(Sequence[list[Any]]):
         are made, packed and freed with the cyclic garbage collector paused: tens of
         thousands of new lists would start its passes over every live object again and
         again (eight times the work), and none of them can be part of a cycle."""
-        if self._factor is None and type(self._values) is np.ndarray:
+        if self._factor is None and isinstance(self._values, np.ndarray):
             for chunk_ts, chunk_values in self._slices(size):
                 yield len(chunk_ts), pack_point_columns(chunk_ts, chunk_values)
             return
@@ -106,9 +106,9 @@ class PointColumns(Sequence[list[Any]]):
             yield ts[start:start + size], values[start:start + size]
 
     def _points(self, ts: Sequence[int], values: Sequence[Any]) -> list[list[Any]]:
-        if type(ts) is np.ndarray:
+        if isinstance(ts, np.ndarray):
             ts = ts.tolist()
-        if type(values) is np.ndarray:
+        if isinstance(values, np.ndarray):
             values = values.tolist()
         factor = self._factor
         if factor is None:

@@ -194,7 +194,7 @@ def _group_label(t: int, window: int, offset: int) -> int:
 def _group_starts(ts: list[int], window: int, offset: int) -> tuple[np.ndarray, list[int]]:
     """Split sorted timestamps into SiriDB's windows: (start index per group, labels)."""
     n = len(ts)
-    if type(ts) is np.ndarray:
+    if isinstance(ts, np.ndarray):
         found = _array_group_starts(ts, window, offset)
         if found is not None:
             return found
@@ -291,7 +291,7 @@ def _aggregate(
     if name == "count":
         return labels, sizes.tolist(), "integer"
     if name in ("first", "last"):
-        if type(values) is np.ndarray:  # numeric columns (see ARRAY_AGGREGATES)
+        if isinstance(values, np.ndarray):  # numeric columns (see ARRAY_AGGREGATES)
             return labels, values[starts if name == "first" else ends - 1].tolist(), tp
         idx = (starts if name == "first" else ends - 1).tolist()
         if tp == "string":

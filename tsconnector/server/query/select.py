@@ -439,7 +439,7 @@ def _answer(
     large = sum(len(points[0]) for points in results.values()) > LARGE_ANSWER_POINTS
     for name in names:
         ts, values, _ = results[name]
-        if type(ts) is np.ndarray and not large:  # numpy views of a numeric series
+        if isinstance(ts, np.ndarray) and not large:  # numpy views of a numeric series
             ts, values = ts.tolist(), values.tolist()
         if large:
             answer[name] = PointColumns(ts, values, factor)
