@@ -289,3 +289,67 @@ async def test_numpy_inserts_recover_bit_exact_from_the_log(tmp_path: Path) -> N
         assert db.series["f"].tp == "float"
         assert db.series["i"].tp == "integer"
         assert struct.pack("<d", db.series["f"].values[0]) == struct.pack("<d", -0.0)
+
+
+# -- the shard model's buffer path, batched, against the point-by-point original ---------
+
+
+class _PointByPoint(Database):
+    """The buffer path as SiriDB walks it: one point at a time, list scans in _settle."""
+
+    def _buffer_points(
+        self, series: Any, ordered: Any, expire_at: int, columns: Any = None
+    ) -> None:
+        for point in ordered:
+            self._buffer_point(series, point, expire_at)
+
+    @staticmethod
+    def _settle(series: Any, new: Any, stored: Any, kept: Any) -> None:
+        remaining = list(kept)
+        keep_new = []
+        for point in new:
+            if point in remaining:
+                remaining.remove(point)
+                keep_new.append(point)
+        lost = []
+        for point in stored:
+            if point in remaining:
+                remaining.remove(point)
+            else:
+                lost.append(point)
+        if keep_new:
+            series.add_points(keep_new)
+        if lost:
+            series.remove_points(lost)
+
+
+small_inserts = st.lists(
+    st.tuples(
+        st.lists(st.tuples(st.integers(0, 3_000_000), st.one_of(st.integers(-9, 9), floats)),
+                 min_size=1, max_size=70),
+        # the insert's expiration time: points of shards (a week, for irregular points)
+        # that ended before it are not stored, and stored ones there are dropped when
+        # the buffer flushes
+        st.sampled_from([0, 0, 1_300_000, 2_000_000]),
+        st.booleans(),  # as columns (a numpy insert) or as lists
+    ),
+    min_size=1, max_size=12)
+
+
+@given(small_inserts)
+def test_batched_buffer_path_stores_as_point_by_point(inserts: list[Any]) -> None:
+    batched = Database("b", 0, buffer_size=64 * 16)  # a 64-point buffer: flushes often
+    reference = _PointByPoint("r", 0, buffer_size=64 * 16)
+    for points, expire_at, as_columns in inserts:
+        for db in (batched, reference):
+            db.exp_at_num = expire_at
+            if as_columns:
+                db.insert({"s": Columns(np.array([p[0] for p in points], dtype=np.int64),
+                                        _as_column([p[1] for p in points]))})
+            else:
+                db.insert({"s": [list(p) for p in points]})
+    want, got = reference.snapshot(), batched.snapshot()
+    for snap in (want, got):
+        snap.pop("name")
+        snap.pop("uuid")
+    assert msgpack.packb(got) == msgpack.packb(want)

@@ -10,6 +10,7 @@ state is always what the log says.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 import re
 import time
@@ -335,6 +336,10 @@ def type_of(value: Value) -> SeriesType:
 
 Journal = Callable[[Record], Any]
 
+
+def _point_time(point: tuple[int, Value]) -> int:
+    return point[0]
+
 #: Database units per second, by precision code.
 UNITS_PER_SECOND = (1, 1_000, 1_000_000, 1_000_000_000)
 #: Bytes of a series buffer unless the database was created with another size.
@@ -486,7 +491,11 @@ class Database:
         import numpy as np
 
         if len(ts) <= self.buffer_len:
-            self._place(series, list(zip(ts.tolist(), values.tolist())), expire_at)
+            points = list(zip(ts.tolist(), values.tolist()))
+            if len(ts) > 1 and not bool((ts[1:] < ts[:-1]).any()):
+                self._place_sorted(series, points, expire_at, (ts, values))
+            else:
+                self._place(series, points, expire_at)
             return
         if bool((ts[1:] < ts[:-1]).any()):
             order = np.argsort(ts, kind="stable")
@@ -545,19 +554,53 @@ class Database:
         if series.tp != "string" and len(points) == 1:
             self._buffer_point(series, points[0], expire_at)
             return
-        ordered = sorted(points, key=lambda p: p[0])
+        ordered = sorted(points, key=_point_time)
         if series.tp == "string" or len(ordered) > size:
             series.add_points(self._to_shards(series, ordered, expire_at))
             return
+        self._place_sorted(series, ordered, expire_at)
+
+    def _place_sorted(
+        self,
+        series: Series,
+        ordered: list[tuple[int, Value]],
+        expire_at: int,
+        columns: tuple[Any, Any] | None = None,
+    ) -> None:
+        """:meth:`_place` for numeric points sorted by time that fit in the buffer;
+        ``columns``: the same points as numpy arrays (added to the series vectorised)."""
         buffered = series.buffer
-        if len(ordered) + len(buffered) > size:
-            merged = sorted(ordered + buffered[::-1], key=lambda p: p[0])
+        if len(ordered) + len(buffered) > self.buffer_len:
+            merged = sorted(ordered + buffered[::-1], key=_point_time)
             kept = self._to_shards(series, merged, expire_at)
             series.buffer = []
             self._settle(series, ordered, buffered, kept)
             return
-        for point in ordered:
-            self._buffer_point(series, point, expire_at)
+        self._buffer_points(series, ordered, expire_at, columns)
+
+    def _buffer_points(
+        self,
+        series: Series,
+        ordered: list[tuple[int, Value]],
+        expire_at: int,
+        columns: tuple[Any, Any] | None = None,
+    ) -> None:
+        """:meth:`_buffer_point` for each of ``ordered`` (sorted by time, all fitting in
+        the buffer, so it fills at the last point at most), as a few list operations: a
+        point goes after the buffered ones of its time, as one by one."""
+        buffered = series.buffer
+        stale = bool(buffered) and ordered[0][0] < buffered[-1][0]
+        buffered.extend(ordered)
+        if stale:
+            buffered.sort(key=_point_time)  # stable: buffered points stay first
+        if columns is not None:
+            series.add_columns(*columns)
+        else:
+            series.add_points(ordered)
+        if len(buffered) >= self.buffer_len:
+            kept = self._to_shards(series, buffered, expire_at)
+            series.buffer = []
+            self._settle(series, [], buffered, kept)
 
     def _buffer_point(self, series: Series, point: tuple[int, Value], expire_at: int) -> None:
         buffered = series.buffer
@@ -579,16 +622,20 @@ class Database:
         kept: list[tuple[int, Value]],
     ) -> None:
         """Add the ``new`` points that were kept; remove ``stored`` ones that expired."""
-        remaining = list(kept)
+        if len(kept) == len(new) + len(stored):  # a subset of them as large: all of them
+            if new:
+                series.add_points(new)
+            return
+        remaining = collections.Counter(kept)  # equal points count as one kind, as ``in``
         keep_new: list[tuple[int, Value]] = []
         for point in new:
-            if point in remaining:
-                remaining.remove(point)
+            if remaining[point] > 0:
+                remaining[point] -= 1
                 keep_new.append(point)
         lost = []
         for point in stored:
-            if point in remaining:
-                remaining.remove(point)
+            if remaining[point] > 0:
+                remaining[point] -= 1
             else:
                 lost.append(point)
         if keep_new:
