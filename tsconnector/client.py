@@ -464,7 +464,14 @@ class TsClient:
 
             decode = decode_series_arrays
         payload = pack([query, time_precision])
-        pool, loop = self._begin()
+        if self._closed:  # _begin(), inlined on this hot path
+            raise ClientClosedError("the client is closed")
+        pool = self._pool
+        if pool is None:
+            raise PoolError("not connected: call and await connect() first")
+        loop = self._loop
+        assert loop is not None
+        self._active += 1
         start = loop.time()
         deadline = start + timeout
         tried: set[Host] = set()

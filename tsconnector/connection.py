@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import qpack  # type: ignore[import-untyped,unused-ignore]
+
 from .exceptions import (
     AnswerTooLarge,
     ClientClosedError,
@@ -39,6 +41,7 @@ from .protocol import (
     unpack,
 )
 from .protocol.answers import GC_PAUSE_THRESHOLD, decode_answer
+from .protocol.nesting import MAX_NESTING
 
 __all__ = ["Connection", "RequestNotSent", "open_connection", "open_raw"]
 
@@ -56,6 +59,7 @@ _STREAM_CHUNK = 1 << 18
 #: Rebuild the deadline heap when it holds this many more entries than live requests.
 _HEAP_SLACK = 1024
 _heappush = heapq.heappush
+_unpackb = qpack.unpackb
 _pack_header = HEADER.pack
 #: asyncio runs a timer this early (its clock resolution); the sweep does the same.
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
@@ -300,6 +304,12 @@ class Connection(asyncio.Protocol):
                     answer = None
                 elif success and req.decode is not None:
                     answer = req.decode(payload)
+                elif len(payload) <= MAX_NESTING and payload[0] < 0xFE:
+                    # too short to nest deeper than the limit: qpack's decoder is safe
+                    try:
+                        answer = _unpackb(payload, decode="utf-8")
+                    except Exception as exc:
+                        raise ProtocolError(f"cannot decode payload: {exc}") from None
                 elif len(payload) < GC_PAUSE_THRESHOLD:
                     answer = unpack(payload)  # decode_answer without the call
                 else:

@@ -374,7 +374,13 @@ class HostPool:
             except PoolError:
                 return None
         host = hosts[0]
-        if host.state is HostState.READY and host.connected and host not in exclude:
+        conn = host.conn
+        if (
+            host.state is HostState.READY
+            and conn is not None
+            and conn.ready
+            and (not exclude or host not in exclude)
+        ):
             return host
         return None
 
