@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-import qpack  # type: ignore[import-untyped]
+import qpack
 
 from . import qptokens as qt
 
