@@ -19,3 +19,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Load the plugin when the package is not installed (no pytest11 entry point).
     if not config.pluginmanager.has_plugin("tsconnector"):
         config.pluginmanager.import_plugin("tsconnector.testing.plugin")
+
+
+# Catalog backends (SQLite memory / file, PostgreSQL) for every test file that needs them.
+from catalog_backends import (  # noqa: E402, F401
+    _drop_leftover_test_schemas,
+    catalog_backend,
+    catalog_db,
+    pg_backend,
+)
