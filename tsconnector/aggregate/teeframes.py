@@ -25,7 +25,7 @@ from .interfaces import PointBatch
 
 
 class TeeDecoder:
-    """Cuts a tee byte stream into payloads (:meth:`feed`) and reads them (:func:`decode_payload`)."""
+    """Cuts a tee byte stream into package payloads (read them with :func:`decode_payload`)."""
 
     __slots__ = ("_buf", "max_frame_size")
 
