@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..catalog import IntegrityError, Session
-from ..exceptions import InsertError
+from ..exceptions import InsertError, QueryError
 from . import leases
 from .codec import decode_points, encode_points
 from .errors import JournalAmbiguous, JournalPending
@@ -137,7 +137,10 @@ async def write_group(store: MessageStore, batches: Sequence[PointBatch]) -> lis
         await _settle_pending(store, names)
         start = min(b.first_ts for b in group)
         end = max(b.last_ts for b in group) + 1
-        counts = await count_points(client, names, start, end, timeout=store.insert_timeout)
+        try:
+            counts = await count_points(client, names, start, end, timeout=store.insert_timeout)
+        except QueryError as exc:  # e.g. timestamps out of range: the insert would fail too
+            raise InsertError(f"the server refused the batch's time range: {exc}") from exc
         entries = [(str(uuid.uuid4()), batch) for batch in group]
         async with store.catalog.session() as s:
             rows = [
