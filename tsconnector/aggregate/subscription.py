@@ -327,13 +327,13 @@ class Subscription:
                     batch = await self.stream.slice_in(s, partition, last + 1, self.batch_size)
                 if not batch:
                     break
-                try:
-                    if self.ack_strategy is AckStrategy.BATCHED:
-                        handled += await self._handle_batched(partition, last, batch)
-                    else:
-                        handled += await self._handle_single(partition, last, batch)
-                except _Stop as stop:
-                    log.info("subscription %r, partition %d: %s", self.name, partition, stop)
+                if self.ack_strategy is AckStrategy.BATCHED:
+                    done, why = await self._handle_batched(partition, last, batch)
+                else:
+                    done, why = await self._handle_single(partition, last, batch)
+                handled += done
+                if why is not None:
+                    log.info("subscription %r, partition %d stops: %s", self.name, partition, why)
                     break
                 if len(batch) < self.batch_size:
                     break
@@ -429,45 +429,49 @@ class Subscription:
         if moved is None:
             raise _Stop("the stored position changed under us (another worker, or seek)")
 
-    async def _handle_single(self, partition: int, last: int, batch: list[StreamMessage]) -> int:
+    async def _handle_single(
+        self, partition: int, last: int, batch: list[StreamMessage]
+    ) -> tuple[int, str | None]:
+        """One transaction per message; ``(handled, why it stopped early or None)``."""
         handled = 0
         for item in batch:
             async with self._db.session() as s:
                 if not await self._handle(s, partition, item):
-                    raise _Stop(f"position {item.position} failed and dead_letter is off")
+                    return handled, f"position {item.position} failed and dead_letter is off"
                 try:
                     await self._ack(s, partition, last, item.position)
-                except _Stop:
+                except _Stop as stop:
                     await s.rollback()
-                    raise
+                    return handled, str(stop)
                 await s.commit()
             last = item.position
             handled += 1
             self._stats.handled += 1
-        return handled
+        return handled, None
 
-    async def _handle_batched(self, partition: int, last: int, batch: list[StreamMessage]) -> int:
+    async def _handle_batched(
+        self, partition: int, last: int, batch: list[StreamMessage]
+    ) -> tuple[int, str | None]:
+        """One transaction for the batch; ``(handled, why it stopped early or None)``."""
         handled = 0
-        stop: _Stop | None = None
+        why: str | None = None
         async with self._db.session() as s:
             done = last
             for item in batch:
                 if not await self._handle(s, partition, item):
-                    stop = _Stop(f"position {item.position} failed and dead_letter is off")
+                    why = f"position {item.position} failed and dead_letter is off"
                     break
                 done = item.position
                 handled += 1
             if done > last:
                 try:
                     await self._ack(s, partition, last, done)
-                except _Stop:
+                except _Stop as stop:
                     await s.rollback()
-                    raise
+                    return 0, str(stop)
                 await s.commit()
         self._stats.handled += handled
-        if stop is not None:
-            raise stop
-        return handled
+        return handled, why
 
     async def run(self) -> None:
         """Handle messages until :meth:`stop` or cancellation, waking on new data."""
