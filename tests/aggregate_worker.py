@@ -65,7 +65,12 @@ async def project(db: Database, store_name: str, stream_name: str, n: int) -> di
 
 
 async def subscribe(
-    db: Database, store_name: str, stream_name: str, n: int, sub_name: str, hang_after: int,
+    db: Database,
+    store_name: str,
+    stream_name: str,
+    n: int,
+    sub_name: str,
+    hang_after: int,
     marker: str,
 ) -> dict[str, Any]:
     store = await MessageStore(store_name, db).open()
@@ -86,7 +91,7 @@ async def subscribe(
         )
         handled += 1
         if hang_after and handled >= hang_after:
-            Path(marker).write_text(worker)
+            await asyncio.to_thread(Path(marker).write_text, worker)
             await asyncio.Event().wait()  # hangs until SIGKILL
 
     sub = stream.subscription(

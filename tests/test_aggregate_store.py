@@ -29,6 +29,11 @@ def new_store(db: Database, client: TsClient | None = None, **kw: Any) -> Messag
     return MessageStore(f"store{next(_names)}", db, client, **kw)
 
 
+async def collect(items: Any) -> list[Any]:
+    """An async iterator's items as a list."""
+    return [item async for item in items]
+
+
 async def server_points(client: TsClient, name: str) -> list[list[Any]]:
     answer = await client.query("select * from $1", params=[__import__("tsconnector").Name(name)])
     return list(answer.get(name, []))
@@ -151,11 +156,15 @@ async def test_projector_gives_gapless_positions_and_reads(catalog_db: Database)
     with pytest.raises(ValueError, match="precision"):
         await stream.time_to_positions(when)  # this store never saw a client
     # truncate: everything is projected again, with the same positions
-    before = {p: [(m.position, m.message_id) async for m in stream.read(p)] for p in range(3)}
+    before = {
+        p: [(m.position, m.message_id) for m in await collect(stream.read(p))] for p in range(3)
+    }
     await stream.truncate()
     assert await stream.get_max_positions() == {}
     await stream.projector.update_full()
-    after = {p: [(m.position, m.message_id) async for m in stream.read(p)] for p in range(3)}
+    after = {
+        p: [(m.position, m.message_id) for m in await collect(stream.read(p))] for p in range(3)
+    }
     assert after == before
 
 
@@ -167,9 +176,7 @@ async def test_time_to_positions_takes_datetimes(catalog_db: Database, tsclient:
     await stream.projector.update_full()
     when = dt.datetime(1970, 1, 1, 0, 1, 40, 500)  # 100.0005 s rounds up to 101
     assert await stream.time_to_positions(when) == {0: 1}
-    assert await stream.time_to_positions(dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) == {
-        0: 0
-    }
+    assert await stream.time_to_positions(dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) == {0: 0}
     assert await stream.global_position_to_positions(0) == {0: -1}
     assert await stream.global_position_to_positions(1) == {0: 0}
 
@@ -184,7 +191,8 @@ async def test_store_truncate_empties_streams(catalog_db: Database) -> None:
     assert await stream.get_max_positions() == {}
     await store.append({"c": [[1, 1]]})
     await stream.projector.update_full()
-    assert [[m.position async for m in stream.read(p)] for p in range(2)] in ([[0], []], [[], [0]])
+    found = [[m.position for m in await collect(stream.read(p))] for p in range(2)]
+    assert found in ([[0], []], [[], [0]])
 
 
 def test_like_patterns_mean_what_postgresql_means() -> None:

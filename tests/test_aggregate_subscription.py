@@ -81,8 +81,13 @@ async def test_a_failure_mid_batch_keeps_what_came_before(catalog_db: Database) 
             raise RuntimeError("boom")
 
     sub = stream.subscription(
-        "s", handler, batch_size=10, ack_strategy=AckStrategy.BATCHED, max_attempts=2,
-        backoff=0.001, dead_letter=False,
+        "s",
+        handler,
+        batch_size=10,
+        ack_strategy=AckStrategy.BATCHED,
+        max_attempts=2,
+        backoff=0.001,
+        dead_letter=False,
     )
     assert await sub.run_once() == 3
     assert await sub.positions() == {0: 2}
@@ -274,7 +279,7 @@ async def test_three_workers_process_every_point_once_while_one_is_killed(
         )
         await s.commit()
     store = await MessageStore("work", db).open()
-    stream = await store.aggregated_stream("all", SeriesNamePartitioner(16), ["%"]).open()
+    await store.aggregated_stream("all", SeriesNamePartitioner(16), ["%"]).open()
     series = [f"sensor.{i}" for i in range(64)]
     for round_ in range(25):  # 25 x 64 messages x 62/63 points = 100,000 points
         batch = {}
@@ -302,9 +307,7 @@ async def test_three_workers_process_every_point_once_while_one_is_killed(
         await wait_until(hung, 120, "the victim to hang mid-batch")
         os.kill(victim.pid, signal.SIGKILL)
         await victim.wait()
-        restarted = await workers.start(
-            ["subscribe", url, "work", "all", "16", "w", "0", "-"]
-        )
+        restarted = await workers.start(["subscribe", url, "work", "all", "16", "w", "0", "-"])
         workers.tell([restarted])  # go
 
         async def all_done() -> bool:
