@@ -51,4 +51,9 @@ class LeaseLost(AggregateError):
 
 
 class TeeProtocolError(AggregateError, ValueError):
-    """Bytes from a tee could not be read as SiriDB insert packages."""
+    """Bytes from a tee could not be read as SiriDB insert packages.
+
+    ``payloads`` holds whole packages decoded before the error, when there are any.
+    """
+
+    payloads: list[bytes] = []  # noqa: RUF012

@@ -74,7 +74,9 @@ class ReconcileReport:
     series_checked: int = 0
     series_behind: list[str] = field(default_factory=list)
     missing_points: int = 0  #: appended as ``catchup`` messages
-    extra_points: dict[str, int] = field(default_factory=dict)  #: store holds more
+    #: The store holds more than the server counted (points inserted while reconciling,
+    #: or removed from the server since).
+    extra_points: dict[str, int] = field(default_factory=dict)
     rounds: int = 0
 
 
@@ -112,7 +114,7 @@ class _TeeConnection(asyncio.Protocol):
             self.receiver._bad(exc)
             if self.transport is not None:
                 self.transport.close()
-            return
+            payloads = exc.payloads
         for payload in payloads:
             self.receiver._queue.put_nowait(payload)
         self.receiver._received += len(payloads)
