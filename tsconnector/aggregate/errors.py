@@ -56,4 +56,4 @@ class TeeProtocolError(AggregateError, ValueError):
     ``payloads`` holds whole packages decoded before the error, when there are any.
     """
 
-    payloads: list[bytes] = []  # noqa: RUF012
+    payloads: list[bytes] = []

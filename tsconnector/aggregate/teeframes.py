@@ -18,7 +18,6 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-
 from ..protocol import HEADER, HEADER_SIZE, MAX_FRAME_SIZE
 from .errors import TeeProtocolError
 from .interfaces import PointBatch
@@ -164,7 +163,8 @@ def _name(raw: Any) -> str:
         raw = raw[:-1]
     if not raw or b"\x00" in raw:
         raise TeeProtocolError(f"invalid series name {raw!r}")
-    return raw.decode("utf-8", "replace")
+    name: str = raw.decode("utf-8", "replace")
+    return name
 
 
 def _point(p: _Payload, name: str) -> tuple[int, Any]:
