@@ -293,13 +293,20 @@ async def test_three_workers_process_every_point_once_while_one_is_killed(
     workers = Workers()
     try:
         victim = await workers.start(
-            ["subscribe", url, "work", "all", "16", "w", "150", str(marker)]
+            ["subscribe", url, "work", "all", "16", "w", "40", str(marker)]
         )
         others = [
             await workers.start(["subscribe", url, "work", "all", "16", "w", "0", "-"])
             for _ in range(2)
         ]
-        workers.tell()  # go
+        workers.tell([victim])  # go; the others once it is at work, so it surely hangs
+
+        async def started() -> bool:
+            async with db.session(readonly=True) as s:
+                return int(await s.fetchval("SELECT count(*) FROM agg_results")) > 0
+
+        await wait_until(started, 60, "the victim to start")
+        workers.tell(others)
 
         async def hung() -> bool:
             return marker.exists()

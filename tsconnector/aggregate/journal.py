@@ -99,6 +99,7 @@ async def _take_leases(store: MessageStore, names: list[str], wait: float) -> No
             await asyncio.sleep(until - now)
             continue
         async with store.catalog.session() as s:
+            await leases.relaxed(s)
             busy = await leases.take_all(
                 s, series_scope(store), names, store.owner, store.lease_seconds
             )
@@ -117,6 +118,7 @@ async def _take_leases(store: MessageStore, names: list[str], wait: float) -> No
 
 async def _release(store: MessageStore, names: list[str]) -> None:
     async with store.catalog.session() as s:
+        await leases.relaxed(s)
         await leases.release(s, series_scope(store), names, store.owner)
         await s.commit()
 
@@ -166,9 +168,9 @@ async def write_group(store: MessageStore, batches: Sequence[PointBatch]) -> lis
                 "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 rows,
             )
+            await _renew_in(s, store, names)  # the lease now outlasts the insert
             await s.commit()
         _hook(store, "logged")
-        await _renew(store, names)
         in_doubt = True
         try:
             await client.insert({b.series: b.points() for b in group}, store.insert_timeout)
@@ -220,15 +222,18 @@ async def _insert_or_doubt(store: MessageStore, data: dict[str, Any]) -> None:
         raise
 
 
+async def _renew_in(s: Session, store: MessageStore, names: list[str]) -> None:
+    """Extend our leases in ``s`` right before inserting (see the module docstring)."""
+    busy = await leases.take_all(s, series_scope(store), names, store.owner, store.lease_seconds)
+    if busy:
+        await s.rollback()
+        raise JournalPending(f"lost the journal lease of {busy[:5]} before inserting")
+
+
 async def _renew(store: MessageStore, names: list[str]) -> None:
-    """Extend our leases right before inserting (see the module docstring)."""
+    """Extend our leases in a transaction of their own."""
     async with store.catalog.session() as s:
-        busy = await leases.take_all(
-            s, series_scope(store), names, store.owner, store.lease_seconds
-        )
-        if busy:
-            await s.rollback()
-            raise JournalPending(f"lost the journal lease of {busy[:5]} before inserting")
+        await _renew_in(s, store, names)
         await s.commit()
 
 

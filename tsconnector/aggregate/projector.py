@@ -70,6 +70,9 @@ class StreamProjector:
         self.owner = uuid.uuid4().hex
         self._stopping = False
         self._wakeup: Wakeup | None = None
+        self._lease_until = 0.0  # SQLite: our lease is fresh until then (monotonic)
+        self._next: dict[int, int] | None = None  # next position per partition...
+        self._next_at = -1  # ...valid while ``projected`` is still this
 
     @property
     def _db(self) -> Any:
@@ -105,6 +108,7 @@ class StreamProjector:
         deadline = None if budget is None else time.monotonic() + budget
         total = 0
         more = True
+        self._lease_until = 0.0
         try:
             while more:
                 n, more = await self._project_batch()
@@ -114,20 +118,36 @@ class StreamProjector:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
         finally:
-            if self._db.dialect == "sqlite":
+            if self._lease_until:
                 async with self._db.session() as s:
+                    await leases.relaxed(s)
                     await leases.release(s, "projector", [str(self.stream.stream_id)], self.owner)
                     await s.commit()
+                self._lease_until = 0.0
         return ProjectionResult(total, more)
 
     async def _lock(self, s: Session) -> bool:
-        """Become the stream's only projector for this transaction (False: busy)."""
+        """Become the stream's only projector for this transaction (False: busy).
+
+        On PostgreSQL it also lets the transaction commit without waiting for the disk:
+        projection is deterministic (the same messages in the same order through the
+        same partitioner), so batches lost in a database crash are projected again
+        with exactly the same partitions and positions.
+        """
         if s.dialect == "postgresql":
             got = await s.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key())
+            if got:
+                await s.execute("SET LOCAL synchronous_commit = off")
             return bool(got)
-        return await leases.take(
+        now = time.monotonic()
+        if now < self._lease_until:  # renewed a third of a lease ago at most
+            return True
+        if await leases.take(
             s, "projector", str(self.stream.stream_id), self.owner, self.lease_seconds
-        )
+        ):
+            self._lease_until = now + self.lease_seconds / 3
+            return True
+        return False
 
     async def _project_batch(self) -> tuple[int, bool]:
         """One transaction: up to ``batch_size`` messages; ``(n, more)``, n = -1 if busy."""
@@ -136,15 +156,13 @@ class StreamProjector:
         async with self._db.session() as s:
             if not await self._lock(s):
                 return _BUSY, True
-            projected = int(
-                await s.fetchval(
-                    "SELECT projected FROM tsconnector_agg_streams WHERE id = $1",
-                    stream.stream_id,
-                )
+            row = await s.fetchrow(
+                "SELECT ag.projected, st.head FROM tsconnector_agg_streams ag "
+                "JOIN tsconnector_agg_stores st ON st.id = ag.store_id WHERE ag.id = $1",
+                stream.stream_id,
             )
-            head = int(
-                await s.fetchval("SELECT head FROM tsconnector_agg_stores WHERE id = $1", store_id)
-            )
+            assert row is not None
+            projected, head = int(row["projected"]), int(row["head"])
             if projected >= head:
                 return 0, False
             like = " OR ".join(
@@ -164,51 +182,94 @@ class StreamProjector:
             new_projected = int(rows[-1]["global_position"]) if full else head
             # SQLite's LIKE ignores ASCII case: keep exactly what PostgreSQL would.
             messages = [stored_message(r) for r in rows if stream.matches(str(r["stream"]))]
-            if messages:
-                await self._write_entries(s, messages)
-            await s.execute(
-                "UPDATE tsconnector_agg_streams SET projected = $1 WHERE id = $2",
-                new_projected,
-                stream.stream_id,
-            )
-            if messages:
-                await notify(s, stream.channel)
-            await s.commit()
+            try:
+                if messages:
+                    await self._write_entries(s, messages, projected)
+                await s.execute(
+                    "UPDATE tsconnector_agg_streams SET projected = $1 WHERE id = $2",
+                    new_projected,
+                    stream.stream_id,
+                )
+                if messages:
+                    await notify(s, stream.channel)
+                await s.commit()
+            except BaseException:
+                self._next = None  # positions of a batch that was not committed
+                raise
+            self._next_at = new_projected
         if messages:
             wake_local(self._db, stream.channel)
         return len(messages), new_projected < head
 
-    async def _write_entries(self, s: Session, messages: list[Any]) -> None:
+    async def _next_positions(
+        self, s: Session, wanted: list[int], projected: int
+    ) -> dict[int, int]:
+        """The next free position of each partition in ``wanted``.
+
+        Kept between this projector's own batches: ``projected`` only ever changes
+        together with new entries (or a truncate), so when it is still the value this
+        projector committed last, nobody else has written entries since.
+        """
+        cached = self._next if self._next_at == projected else None
+        if cached is not None and all(p in cached for p in wanted):
+            return cached
+        marks = ", ".join(f"${i}" for i in range(2, 2 + len(wanted)))
+        rows = await s.fetch(
+            "SELECT partition, next_position FROM tsconnector_agg_partitions "
+            f"WHERE stream_id = $1 AND partition IN ({marks})",
+            self.stream.stream_id,
+            *wanted,
+        )
+        found = dict(cached) if cached is not None else {}
+        found.update({p: 0 for p in wanted if p not in found})
+        found.update({int(r["partition"]): int(r["next_position"]) for r in rows})
+        return found
+
+    async def _write_entries(self, s: Session, messages: list[Any], projected: int) -> None:
         stream_id = self.stream.stream_id
         parts = [int(self.partitioner.get_partition(m)) for m in messages]
         for p in parts:
             if p < 0:
                 raise ValueError(f"partitioner {self.partitioner!r} returned {p} (must be >= 0)")
-        wanted = sorted(set(parts))
-        marks = ", ".join(f"${i}" for i in range(2, 2 + len(wanted)))
-        rows = await s.fetch(
-            "SELECT partition, next_position FROM tsconnector_agg_partitions "
-            f"WHERE stream_id = $1 AND partition IN ({marks})",
-            stream_id,
-            *wanted,
-        )
-        nxt = {p: 0 for p in wanted}
-        nxt.update({int(r["partition"]): int(r["next_position"]) for r in rows})
-        entries = []
+        nxt = dict(await self._next_positions(s, sorted(set(parts)), projected))
+        columns: tuple[list[int], ...] = ([], [], [], [])
         for message, p in zip(messages, parts):
-            entries.append((stream_id, p, nxt[p], message.global_position, message.occurred_at))
+            for column, value in zip(
+                columns, (p, nxt[p], message.global_position, message.occurred_at)
+            ):
+                column.append(value)
             nxt[p] += 1
-        await s.executemany(
-            "INSERT INTO tsconnector_agg_entries (stream_id, partition, position, "
-            "global_position, occurred_at) VALUES ($1, $2, $3, $4, $5)",
-            entries,
-        )
-        await s.executemany(
-            "INSERT INTO tsconnector_agg_partitions (stream_id, partition, next_position) "
-            "VALUES ($1, $2, $3) ON CONFLICT (stream_id, partition) "
-            "DO UPDATE SET next_position = excluded.next_position",
-            [(stream_id, p, n) for p, n in nxt.items()],
-        )
+        touched = sorted(set(parts))
+        if s.dialect == "postgresql":  # one statement each, whatever the batch size
+            await s.execute(
+                "INSERT INTO tsconnector_agg_entries (stream_id, partition, position, "
+                "global_position, occurred_at) SELECT $1, * FROM "
+                "unnest($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])",
+                stream_id,
+                *columns,
+            )
+            await s.execute(
+                "INSERT INTO tsconnector_agg_partitions (stream_id, partition, next_position) "
+                "SELECT $1, * FROM unnest($2::bigint[], $3::bigint[]) "
+                "ON CONFLICT (stream_id, partition) "
+                "DO UPDATE SET next_position = excluded.next_position",
+                stream_id,
+                touched,
+                [nxt[p] for p in touched],
+            )
+        else:
+            await s.executemany(
+                "INSERT INTO tsconnector_agg_entries (stream_id, partition, position, "
+                "global_position, occurred_at) VALUES ($1, $2, $3, $4, $5)",
+                [(stream_id, *row) for row in zip(*columns)],
+            )
+            await s.executemany(
+                "INSERT INTO tsconnector_agg_partitions (stream_id, partition, next_position) "
+                "VALUES ($1, $2, $3) ON CONFLICT (stream_id, partition) "
+                "DO UPDATE SET next_position = excluded.next_position",
+                [(stream_id, p, nxt[p]) for p in touched],
+            )
+        self._next = nxt
 
     # ------------------------------------------------------------------ running
 

@@ -214,20 +214,12 @@ class MessageStore:
             self.store_id,
         )
         position = int(head) - len(items)
-        versions: dict[str, int] = {}
+        versions = await self._last_versions(session, {b.series for _, b in items})
         added = now_us()
         rows: list[tuple[Any, ...]] = []
         result: list[MessagePosition] = []
         for message_id, batch in items:
             stream = batch.series
-            if stream not in versions:
-                last = await session.fetchval(
-                    "SELECT max(version) FROM tsconnector_agg_messages "
-                    "WHERE store_id = $1 AND stream = $2",
-                    self.store_id,
-                    stream,
-                )
-                versions[stream] = int(last or 0)
             versions[stream] += 1
             position += 1
             rows.append(
@@ -254,6 +246,23 @@ class MessageStore:
         )
         await notify(session, self.channel)
         return result
+
+    async def _last_versions(self, session: Session, streams: set[str]) -> dict[str, int]:
+        """The last version of each of ``streams`` (0 for a new one)."""
+        versions = dict.fromkeys(streams, 0)
+        names = sorted(streams)
+        for i in range(0, len(names), 500):
+            chunk = names[i : i + 500]
+            marks = ", ".join(f"${n}" for n in range(2, 2 + len(chunk)))
+            rows = await session.fetch(
+                "SELECT stream, max(version) AS version FROM tsconnector_agg_messages "
+                f"WHERE store_id = $1 AND stream IN ({marks}) GROUP BY stream",
+                self.store_id,
+                *chunk,
+            )
+            for row in rows:
+                versions[str(row["stream"])] = int(row["version"])
+        return versions
 
     async def write(self, series: str, points: Any) -> MessagePosition:
         """Write points to the server through the journal; the message's position.

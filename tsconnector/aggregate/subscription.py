@@ -307,6 +307,7 @@ class Subscription:
         """Handle ``partition`` up to its end while we hold its lease."""
         key = str(partition)
         async with self._db.session() as s:
+            await leases.relaxed(s)
             got = await leases.take(s, self._scope, key, self.worker_id, self.lease_seconds)
             await s.commit()
         if not got:
@@ -344,6 +345,7 @@ class Subscription:
             except asyncio.CancelledError:
                 pass
             async with self._db.session() as s:
+                await leases.relaxed(s)
                 await leases.release(s, self._scope, [key], self.worker_id)
                 await s.commit()
         return handled
@@ -354,6 +356,7 @@ class Subscription:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 async with self._db.session() as s:
+                    await leases.relaxed(s)
                     await leases.take(s, self._scope, key, self.worker_id, self.lease_seconds)
                     await s.commit()
             except Exception as exc:  # the ack checks the lease anyway
