@@ -170,7 +170,8 @@ async def latency_case(
         assert (await proc.stdout.readline()).strip() == b"ready"
 
         async def read_lines() -> None:
-            assert proc is not None and proc.stdout is not None
+            assert proc is not None
+            assert proc.stdout is not None
             while line := await proc.stdout.readline():
                 got.put_nowait(float(line))
 
@@ -237,7 +238,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"\nProjector: {args.messages:,} messages x {POINTS_PER_MESSAGE} points, "
                 f"{SERIES} series, {PARTITIONS} partitions (median of {runs} runs)\n"
             )
-            print(f"| backend | case | seconds | messages/s | points/s | vs raw INSERT |")
+            print("| backend | case | seconds | messages/s | points/s | vs raw INSERT |")
             print("|---|---|---:|---:|---:|---:|")
             for name, _, db in dbs:
                 times: dict[str, list[float]] = {"raw": [], "100": [], "1000": []}
