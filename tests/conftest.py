@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,9 +17,28 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_internal_errors: the test causes server internal errors on purpose"
+    )
     # Load the plugin when the package is not installed (no pytest11 entry point).
     if not config.pluginmanager.has_plugin("tsconnector"):
         config.pluginmanager.import_plugin("tsconnector.testing.plugin")
+
+
+@pytest.fixture(autouse=True)
+def fail_on_server_internal_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test during which any embedded server recorded an internal error (a bug
+    answered with an error instead of crashing); ``@pytest.mark.allow_internal_errors``
+    opts out for tests that cause one on purpose."""
+    from tsconnector.server import internal
+
+    before = internal.total()
+    yield
+    if request.node.get_closest_marker("allow_internal_errors") is not None:
+        return
+    problem = internal.check_since(before)
+    if problem:
+        pytest.fail(problem, pytrace=False)
 
 
 # Catalog backends (SQLite memory / file, PostgreSQL) for every test file that needs them.

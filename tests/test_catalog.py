@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from typing import Any
 
@@ -94,6 +95,29 @@ async def test_new_from_mapping_and_row_save_inserts(catalog_db: Database) -> No
         assert b.id > a.id
         assert (await t.get(b.id)) == {"name": "b"}
         assert await t.new() == {}
+
+
+async def test_new_many_inserts_in_order_with_ids(catalog_db: Database) -> None:
+    await people(catalog_db, SAMPLE[:1])
+    async with catalog_db.session() as s:
+        t = s["people"]
+        rows = await t.new_many([{"name": f"n{i}"} for i in range(500)])
+        assert [r["name"] for r in rows] == [f"n{i}" for i in range(500)]
+        ids = [r.id for r in rows]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == 500
+        assert all(r.version == 1 for r in rows)
+        assert await t.new_many([]) == []
+        with pytest.raises(TypeError, match="'n'"):
+            await t.new_many([{"name": "ok"}, {"n": 1}])  # type: ignore[dict-item]
+        single = await t.new(name="after")
+        assert single.id is not None
+        assert single.id > max(i for i in ids if i is not None)
+        await s.commit()
+    async with catalog_db.session() as s:
+        got = await s["people"].get(rows[250].id)  # type: ignore[arg-type]
+        assert got == {"name": "n250"}
+        assert await s["people"].count() == 502
 
 
 async def test_ids_are_not_reused_after_delete(catalog_db: Database) -> None:
@@ -802,3 +826,33 @@ async def test_memory_database_waits_for_the_busy_session_then_times_out() -> No
         await db.put_session(holder)
         again = await db.get_session(lazy=False)
         await db.put_session(again)
+
+
+async def test_cancelled_sessions_leave_the_database_usable(catalog_db: Database) -> None:
+    await people(catalog_db, SAMPLE)
+    committed = 0
+
+    async def work() -> None:
+        nonlocal committed
+        async with catalog_db.session() as s:
+            await s["people"].new(name="w")
+            await s["people"].count()
+            await s.commit()
+            committed += 1
+
+    # Cancel at each scheduling point in turn: waiting for the lock, in BEGIN, in a
+    # statement, in COMMIT, while putting the session back.
+    for steps in range(12):
+        task = asyncio.create_task(work())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    async with catalog_db.session() as s:
+        await s["people"].new(name="after")
+        await s.commit()
+    async with catalog_db.session(readonly=True) as s:
+        total = await s["people"].count()
+    assert len(SAMPLE) + 1 <= total <= len(SAMPLE) + 1 + 12
+    assert total >= len(SAMPLE) + 1 + committed

@@ -50,6 +50,7 @@ queries = st.tuples(
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("new"), fields),
+        st.tuples(st.just("new_many"), st.lists(fields, max_size=4)),
         st.tuples(st.just("save"), st.integers(0, 50), fields),
         st.tuples(st.just("save_if"), st.integers(0, 50), fields, st.integers(-1, 1)),
         st.tuples(st.just("delete"), st.integers(0, 50)),
@@ -146,6 +147,16 @@ async def _check(db: Database, ops: list[tuple[Any, ...]]) -> None:
                 floor = row.id
                 working[row.id] = (dict(op[1]), 1)
                 seen.append(row.id)
+            elif kind == "new_many":
+                rows = await t.new_many(op[1])
+                assert [dict(r) for r in rows] == op[1]
+                for row in rows:
+                    assert row.id is not None
+                    assert row.id > floor
+                    assert row.version == 1
+                    floor = row.id
+                    working[row.id] = (dict(row), 1)
+                    seen.append(row.id)
             elif kind in ("save", "save_if", "delete", "get"):
                 if not seen:
                     continue

@@ -17,6 +17,7 @@ from tsconnector.exceptions import (
     InsertOutcomeUnknown,
     PoolError,
     QueryError,
+    ServerError,
     TsConnectionError,
     TsTimeoutError,
 )
@@ -144,7 +145,7 @@ async def test_server_errors_are_raised_not_retried() -> None:
         with pytest.raises(QueryError, match="Syntax error"):
             await client.query("bad")
         with pytest.raises(InsertError, match="Expecting an array"):
-            await client.insert({"x": 5})
+            await client.insert({"x": [[1, 2]]})
         assert srv.counts[RequestType.QUERY] == 1
         assert srv.counts[RequestType.INSERT] == 1
 
@@ -179,33 +180,35 @@ async def test_inactive_host_is_tried_once_when_nothing_else_is_ready() -> None:
         return None
 
     async with ScriptedServer(handler) as srv, make_client(srv.port, inactive_time=30) as client:
-        # the failing call does not retry on the now-inactive host: it waits, then PoolError
-        with pytest.raises(PoolError):
-            await client.query("first", timeout=0.3)
+        # the failing call does not retry on the now-inactive host: it ends at once
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(ServerError, match=r"^paused$"):
+            await client.query("first", timeout=30)
+        assert loop.time() - start < 5
         assert client.stats()[0].state is HostState.INACTIVE
-        # a new query tries the connected but inactive host once
+        # a new call tries the connected but inactive host once (an insert answered
+        # ServerError was not applied, so inserts may too)
         assert await client.query("second") == {"echo": "second"}
-        with pytest.raises(PoolError):  # inserts never use an inactive host
-            await client.insert({"s": [[1, 1]]}, timeout=0.2)
-        assert srv.counts.get(RequestType.INSERT, 0) == 0
+        await client.insert({"s": [[1, 1]]}, timeout=2)
+        assert srv.counts.get(RequestType.INSERT, 0) == 1
 
 
 async def test_inactive_host_comes_back_after_inactive_time() -> None:
-    failed_once = False
-
     async def handler(req: Request) -> Any:
-        nonlocal failed_once
-        if req.tp == RequestType.QUERY and not failed_once:
-            failed_once = True
+        if req.tp == RequestType.QUERY and req.data[0] == "paused":
             return (AnswerType.ERR_SERVER, {"error_msg": "paused"})
         return None
 
     async with ScriptedServer(handler) as srv, make_client(srv.port, inactive_time=0.2) as client:
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        assert await client.query("q", timeout=3) == {"echo": "q"}
-        assert loop.time() - start >= 0.15  # waited for the host to become ready again
+        back = asyncio.Event()
+        client.on_host_event(lambda e: back.set() if e.new is HostState.READY else None)
+        with pytest.raises(ServerError):
+            await client.query("paused", timeout=3)
+        assert client.stats()[0].state is HostState.INACTIVE
+        await asyncio.wait_for(back.wait(), 5)
         assert client.stats()[0].state is HostState.READY
+        assert await client.query("q", timeout=3) == {"echo": "q"}
 
 
 async def test_query_waits_and_retries_after_pool_error() -> None:

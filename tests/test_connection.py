@@ -9,6 +9,7 @@ import pytest
 
 from tsconnector.connection import Connection, RequestNotSent, open_connection, open_raw
 from tsconnector.exceptions import (
+    AnswerTooLarge,
     AuthenticationError,
     InsertError,
     PoolError,
@@ -22,7 +23,7 @@ from tsconnector.exceptions import (
     UserAuthError,
 )
 from tsconnector.info import async_server_info
-from tsconnector.protocol import AnswerType, RequestType, encode_frame, pack
+from tsconnector.protocol import HEADER, AnswerType, RequestType, encode_frame, pack
 from tsconnector.testing.fake import NO_ANSWER, Request, ScriptedServer
 
 AUTH = ("iris", "siri", "dbtest")
@@ -218,7 +219,6 @@ async def test_split_and_merged_frames() -> None:
     "bad",
     [
         b"\x00\x00\x00\x00\x01\x00\x00\x00",  # wrong check byte
-        b"\xff\xff\xff\x7f\x01\x00\x00\xff",  # declared length over the limit
     ],
 )
 async def test_framing_error_fails_all_in_flight_and_closes(bad: bytes) -> None:
@@ -248,6 +248,36 @@ async def test_framing_error_fails_all_in_flight_and_closes(bad: bytes) -> None:
         assert len(lost) == 1
         assert isinstance(lost[0], ProtocolError)
         gate.release.set()
+
+
+async def test_oversized_answer_fails_only_its_request_and_is_discarded() -> None:
+    gate = Gate()
+    size = 3 << 20
+
+    async def handler(req: Request) -> Any:
+        if req.tp == RequestType.QUERY and req.data[0] == "huge":
+            tp = AnswerType.RES_QUERY
+            req.write_raw(HEADER.pack(size, req.pid, tp, tp ^ 0xFF))
+            for _ in range(12):  # the client receives it over many reads
+                req.write_raw(b"\xfc" * (size // 12))
+            return NO_ANSWER
+        return await gate(req)
+
+    async with ScriptedServer(handler) as server:
+        conn = await connect(server, max_frame_size=1 << 20)
+        held = asyncio.ensure_future(conn.request(RequestType.QUERY, query_payload("hold0")))
+        await gate.wait_for("hold0")
+        with pytest.raises(AnswerTooLarge, match="max_frame_size=3145728") as info:
+            await conn.request(RequestType.QUERY, query_payload("huge"))
+        assert (info.value.size, info.value.limit) == (size, 1 << 20)
+        assert "over the client's frame limit of 1,048,576 bytes" in str(info.value)
+        gate.release.set()
+        assert await held == {"echo": "hold0"}
+        assert await conn.request(RequestType.QUERY, query_payload("after")) == {"echo": "after"}
+        assert conn.connected
+        assert conn._decoder.buffered == 0  # nothing of the big answer was kept
+        conn.close()
+        await conn.wait_closed()
 
 
 # --------------------------------------------------------- deadlines and pids

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tsconnector.client import TsClient
+from tsconnector.client import TsClient, check_insert_shape
 from tsconnector.connection import open_connection
 from tsconnector.exceptions import TsConnectorError, TsTimeoutError
 from tsconnector.info import async_server_info
@@ -223,7 +223,20 @@ class TsDriver(Driver):
                 await conn.wait_closed()
         return await client.query(q, precision, timeout)
 
+    @staticmethod
+    def refuses(case: dict[str, Any]) -> bool:
+        """Points that are not pairs: TsClient says so before sending (a clearer error)."""
+        if case["kind"] != "insert":
+            return False
+        try:
+            check_insert_shape(insert_payload(case))
+        except TypeError:
+            return True
+        return False
+
     def expected(self, case: dict[str, Any]) -> Outcome:
+        if self.refuses(case):
+            return "error", {"type": "TypeError"}
         if not client_side(case):
             return expected_outcome(case)
         # tsconnector's own documented checks, made before anything is sent
@@ -233,7 +246,7 @@ class TsDriver(Driver):
         return "error", {"type": "TypeError" if not isinstance(bad, int) else "ValueError"}
 
     def matches(self, case: dict[str, Any], got: Outcome, want: Outcome) -> bool:
-        if client_side(case):
+        if client_side(case) or self.refuses(case):
             return got[0] == "error" and got[1]["type"] == want[1]["type"]
         if timeout_case(case):  # tsconnector words its timeouts its own way
             return got[0] == "error" and got[1]["type"] == "TimeoutError"

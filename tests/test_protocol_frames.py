@@ -94,6 +94,27 @@ def test_configurable_limit() -> None:
         decoder.feed(encode_frame(8, 0, b"x" * 11))
 
 
+@given(
+    st.lists(st.tuples(st.integers(0, 65535), st.binary(max_size=40)), max_size=12),
+    st.data(),
+)
+def test_oversized_frames_are_skipped_and_reported(
+    frames: list[tuple[int, bytes]], data: st.DataObject
+) -> None:
+    """With ``skip_oversized`` frames over the limit vanish, whatever the read sizes."""
+    limit = 16
+    stream = b"".join(encode_frame(pid, 0, payload) for pid, payload in frames)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    decoder = FrameDecoder(limit, skip_oversized=True)
+    got: list[Frame] = []
+    for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+        got.extend(decoder.feed(stream[start:stop]))
+    assert got == [Frame(pid, 0, p) for pid, p in frames if len(p) <= limit]
+    assert decoder.oversized == [(pid, 0, len(p)) for pid, p in frames if len(p) > limit]
+    assert decoder.buffered == 0
+    assert decoder.skipping == 0
+
+
 def test_split_frame_across_reads() -> None:
     part1, part2 = (
         bytes.fromhex(e["request_hex"])

@@ -168,6 +168,7 @@ async def test_queries_reach_the_query_engine_in_order(server: EmbeddedServer) -
     await c.close()
 
 
+@pytest.mark.allow_internal_errors
 async def test_query_engine_failure_is_answered(server: EmbeddedServer) -> None:
     def broken(session: Any, query: str, precision: int | None) -> tuple[int, Any]:
         raise RuntimeError("bug")
@@ -178,6 +179,7 @@ async def test_query_engine_failure_is_answered(server: EmbeddedServer) -> None:
     tp, data = await c.query("anything")
     assert tp == AnswerType.ERR_MSG
     assert "error" in data["error_msg"]
+    assert server.internal_errors.count == 1  # recorded, so that a test can fail on it
     await c.ping()
     await c.close()
 
@@ -423,7 +425,21 @@ async def test_kill_connections(server: EmbeddedServer) -> None:
 
 @pytest.mark.slow
 async def test_slow_reader_does_not_stall_others(server: EmbeddedServer) -> None:
-    """A client that never reads gets its reads paused; other clients are still served."""
+    """A client that never reads gets its reads paused; other clients are still served
+    (on every Python: the server does not rely on ``writelines`` pausing it)."""
+    writer, slow = await _stall_one_client(server)
+    buffered = slow.transport.get_write_buffer_size()
+    other = await RawClient.connect(server.port)
+    await other.auth()
+    for _ in range(5):
+        await other.ping(timeout=2)
+    assert buffered < 8 * 1024 * 1024  # bounded: one answer beyond the high-water mark
+    writer.close()
+    await other.close()
+
+
+async def _stall_one_client(server: EmbeddedServer) -> tuple[asyncio.StreamWriter, Any]:
+    """A client that asks for far more than socket buffers hold and never reads."""
     server.database("dbtest").insert({"wide": [[1699920000 + i, i * 1.5] for i in range(20000)]})
 
     def select_all(session: Any, query: str, precision: int | None) -> tuple[int, Any]:
@@ -433,9 +449,7 @@ async def test_slow_reader_does_not_stall_others(server: EmbeddedServer) -> None
     server.state.execute = select_all
     _, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(encode_frame(1, RequestType.AUTH, qpack.packb(["iris", "siri", "dbtest"])))
-    request = encode_frame(2, RequestType.QUERY, qpack.packb(["select", None]))
-    # Each answer is ~300 kB; ask for far more than socket buffers hold, never read.
-    writer.write(request * 400)
+    writer.write(encode_frame(2, RequestType.QUERY, qpack.packb(["select", None])) * 400)
     await writer.drain()
     (slow,) = list(server.state.connections)
     loop = asyncio.get_running_loop()
@@ -443,11 +457,16 @@ async def test_slow_reader_does_not_stall_others(server: EmbeddedServer) -> None
     while not (slow._write_paused and slow._read_paused):
         assert loop.time() < deadline, "the slow connection was never paused"
         await asyncio.sleep(0.05)
-    buffered = slow.transport.get_write_buffer_size()
-    other = await RawClient.connect(server.port)
-    await other.auth()
-    for _ in range(5):
-        await other.ping(timeout=2)
-    assert buffered < 8 * 1024 * 1024  # bounded: one answer beyond the high-water mark
+    return writer, slow
+
+
+async def test_close_is_bounded_while_a_client_does_not_read() -> None:
+    """Closing must not wait for a client that never reads (Python >= 3.12's
+    ``Server.wait_closed`` waits for every connection): it aborts after close_timeout."""
+    server = EmbeddedServer(close_timeout=0.2)
+    await server.start()
+    writer, _ = await _stall_one_client(server)
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), 30)
+    assert server.connection_count == 0
     writer.close()
-    await other.close()

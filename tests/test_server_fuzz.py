@@ -2,7 +2,8 @@
 
 Frames carry valid headers (so the stream stays framed) around random or mutated
 payloads of every request type; some batches end with a broken header, which must close
-only that connection. Afterwards the server must still serve a fresh client.
+only that connection. Afterwards the server must still serve a fresh client, and no
+request may have hit an internal error (``conftest.py`` fails the test on any).
 """
 
 from __future__ import annotations
@@ -129,3 +130,4 @@ async def test_fuzz_frames_never_break_the_server() -> None:
         await fresh.close()
         await watcher.close()
         assert TOTAL >= 100_000
+        assert server.internal_errors.count == 0  # the autouse fixture checks it too

@@ -118,7 +118,12 @@ def test_user_access_checks(session: Session) -> None:
 
 def test_mutations_are_committed_as_records() -> None:
     records: list[tuple] = []
-    db = Database("journal", 0, journal=records.append)
+
+    def journal(record: tuple) -> object:  # a journal applies what it logged
+        records.append(record)
+        return db.apply(record)
+
+    db = Database("journal", 0, journal=journal)
     db.insert({"a": [(1, 1)]})
     session = Session(db, "iris")
     ok(session, "alter database set select_points_limit 500")

@@ -1,4 +1,7 @@
-"""Durability of the embedded server: write-ahead log, group commit, snapshots, recovery."""
+"""Durability of the embedded server: write-ahead log, group commit, snapshots, recovery.
+
+Damaged files (flipped bits, truncation, garbage) are in ``test_server_durability.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from server_wire import RawClient
 from tsconnector.protocol import AnswerType
 from tsconnector.server import EmbeddedServer
 from tsconnector.server import storage as storage_mod
+from tsconnector.server.errors import DamagedDataError
 from tsconnector.server.model import Database
 from tsconnector.server.storage import FRAME, Store, encode_frame, iter_frames
 
@@ -47,6 +51,9 @@ async def test_restart_recovers_everything(tmp_path: Path) -> None:
         db.set_setting("list_limit", 5000)
         db.commit(("user_create", "bob", "pw"))
         db.drop_series(["b"])
+        assert "b" in db.series  # journaled: applied once durable
+        await srv.state.stores["dbtest"].sync()
+        assert "b" not in db.series
         expected = db.snapshot()
         srv.database("dbms").insert({"ms": [[TS * 1000, 1]]})
     async with EmbeddedServer(data_dir=tmp_path, databases=TWO_DBS) as srv:
@@ -86,9 +93,9 @@ def _write_log(directory: Path, records: list[tuple]) -> Path:
     return path
 
 
-def _recover(directory: Path) -> Database:
+def _recover(directory: Path, *, repair: bool = False) -> Database:
     db = Database("dbtest")
-    store = Store(directory, db)
+    store = Store(directory, db, repair=repair)
     store.open()
     return db
 
@@ -102,32 +109,43 @@ def test_torn_tail_is_dropped(tmp_path: Path, cut: int) -> None:
     path.write_bytes(data[: last + cut])  # the fifth record is torn
     db = _recover(tmp_path / "dbtest")
     assert points(db, "s") == [(TS + i, i) for i in range(4)]
-    assert path.stat().st_size == last  # the torn bytes were cut off
+    assert path.stat().st_size == last  # the torn bytes were cut off ...
+    (kept,) = (tmp_path / "dbtest" / "damaged").glob("*/wal-0000000000.log.torn-at-*")
+    assert kept.read_bytes() == data[last : last + cut]  # ... and kept aside
 
 
-def test_corrupt_record_is_dropped_with_what_follows(tmp_path: Path) -> None:
+def test_corrupt_old_format_record_refuses_then_repair_keeps_what_follows(
+    tmp_path: Path,
+) -> None:
     records = [("insert", {"s": [[TS + i, i]]}) for i in range(5)]
     path = _write_log(tmp_path / "dbtest", records)
     data = bytearray(path.read_bytes())
     stops = [stop for stop, _ in iter_frames(bytes(data))]
     data[stops[2] + FRAME.size + 3] ^= 0xFF  # flip a byte of the fourth record's body
     path.write_bytes(bytes(data))
-    db = _recover(tmp_path / "dbtest")
-    assert points(db, "s") == [(TS + i, i) for i in range(3)]
+    with pytest.raises(DamagedDataError, match=f"{path.name} at byte {stops[2]}"):
+        _recover(tmp_path / "dbtest")
+    assert path.read_bytes() == bytes(data)  # refusing changed nothing
+    db = _recover(tmp_path / "dbtest", repair=True)
+    assert points(db, "s") == [(TS + i, i) for i in (0, 1, 2, 4)]
 
 
-def test_garbage_and_unappliable_records_never_crash(tmp_path: Path) -> None:
+def test_unappliable_records_are_skipped_and_garbage_needs_repair(tmp_path: Path) -> None:
     import msgpack
 
     directory = tmp_path / "dbtest"
     path = _write_log(directory, [("insert", {"s": [[TS, 1]]}), ("no_such_kind", 1),
                                   ("user_drop", "ghost")])
+    db = _recover(directory)  # intact records that do not apply: skipped, as when logged
+    assert points(db, "s") == [(TS, 1)]
     with open(path, "ab") as fh:
         fh.write(encode_frame(b"\xc1not msgpack"))
         fh.write(encode_frame(msgpack.packb(("insert", {"s": [[TS + 1, 2]]}))))
         fh.write(os.urandom(100))
     (directory / "snapshot-0000000000.msgpack").write_bytes(b"garbage")
-    db = _recover(directory)
+    with pytest.raises(DamagedDataError):
+        _recover(directory)
+    db = _recover(directory, repair=True)
     assert points(db, "s") == [(TS, 1), (TS + 1, 2)]
 
 
@@ -136,10 +154,7 @@ async def test_snapshot_then_log_and_compaction(tmp_path: Path) -> None:
         batches = [{"s": [[TS + 10 * i + j, j] for j in range(10)]} for i in range(60)]
         await insert_via_wire(srv.port, batches)
         store = srv.state.stores["dbtest"]
-        for _ in range(100):  # snapshots run in the background
-            if store._snap_task is None:
-                break
-            await asyncio.sleep(0.01)
+        assert await store.snapshot()  # waits for the one running in the background
         directory = tmp_path / "dbtest"
         assert list(directory.glob("snapshot-*.msgpack"))
         assert len(log_files(directory)) <= 2  # older logs were compacted away

@@ -260,6 +260,32 @@ async def test_check_splits_on_points_limit(tsclient: TsClient) -> None:
     assert missing == {"lim0": [(30, 30)]}
 
 
+async def test_read_back_of_a_busy_series_stays_under_the_frame_limit(
+    embedded_server: Any,
+) -> None:
+    """Reading back a window with more stored points than one answer may carry used to
+    drop the connection and retry forever; it is counted first and read in pieces."""
+    limit = 128 * 1024
+    client = TsClient("iris", "siri", "dbtest", [("127.0.0.1", embedded_server.port)],
+                      max_frame_size=limit, **FAST)
+    await client.connect()
+    try:
+        for start in range(0, 40_000, 4_000):
+            await client.insert({"busy": [(t, t) for t in range(start, start + 4_000)]})
+        async with BufferedWriter(client, read_back_points=5_000, **QUICK) as writer:
+            missing, present = await writer._missing(
+                {"busy": [(t, t) for t in range(0, 40_000, 97)] + [(40_500, 1)],
+                 "quiet": [(5, 5)]}
+            )
+        assert present == len(range(0, 40_000, 97))
+        assert missing == {"busy": [(40_500, 1)], "quiet": [(5, 5)]}
+        stats = client.stats()[0]
+        assert stats.reconnects == 0
+    finally:
+        client.close()
+        await client.wait_closed()
+
+
 # -------------------------------------------------------------------- spool
 
 

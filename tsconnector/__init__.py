@@ -9,6 +9,7 @@ from __future__ import annotations
 from .client import TsClient
 from .events import HostEvent, HostState, HostStats
 from .exceptions import (
+    AnswerTooLarge,
     AuthenticationError,
     ClientClosedError,
     InsertError,
@@ -29,7 +30,7 @@ from .info import async_server_info
 from .protocol.constants import MICROSECOND, MILLISECOND, NANOSECOND, SECOND
 from .ql import Duration, Group, Name, Regex, Str, Time, quote_name, quote_regex, quote_str
 from .results import Series, to_arrays, to_dataframe
-from .spool import SpoolLocked
+from .spool import SpoolCorrupted, SpoolLocked
 from .timeutil import from_db_time, to_db_time
 from .version import __version__
 from .writer import BufferedWriter, BufferFull, WriterClosedError, WriterStats
@@ -39,6 +40,7 @@ __all__ = [
     "MILLISECOND",
     "NANOSECOND",
     "SECOND",
+    "AnswerTooLarge",
     "AuthenticationError",
     "BufferFull",
     "BufferedWriter",
@@ -59,6 +61,7 @@ __all__ = [
     "ServerAnswerError",
     "ServerError",
     "ServerRuntimeError",
+    "SpoolCorrupted",
     "SpoolLocked",
     "Str",
     "Time",

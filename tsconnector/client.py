@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,11 +30,40 @@ from .protocol.packer import PrecisionRequired, pack_insert_for_wire
 if TYPE_CHECKING:
     from .writer import BufferedWriter
 
-__all__ = ["TsClient"]
+__all__ = ["TsClient", "check_insert_shape"]
 
 log = logging.getLogger("tsconnector.client")
 
 InsertRetry = Literal["safe", "always"]
+
+
+def check_insert_shape(data: Any) -> None:
+    """Refuse points that are not ``[timestamp, value]`` pairs, saying so, before sending.
+
+    SiriDB answers such an insert with "Expecting a series to have at least one point.",
+    which does not tell what is wrong. Cheap: per series, the first and last points.
+    Every other shape problem goes to the server, which answers with its own error.
+    """
+    if isinstance(data, Mapping):
+        items: Iterable[tuple[Any, Any]] = data.items()
+    elif isinstance(data, (list, tuple)):
+        items = [(i.get("name"), i.get("points")) for i in data if isinstance(i, Mapping)]
+    else:
+        return
+    for name, points in items:
+        if not isinstance(points, list) or not points:
+            continue
+        for point in (points[0], points[-1]):
+            if not _is_pair(point):
+                raise TypeError(
+                    f"series {name!r}: points must be [timestamp, value] pairs, got {point!r}"
+                )
+
+
+def _is_pair(point: Any) -> bool:
+    if isinstance(point, (list, tuple)):
+        return len(point) == 2
+    return getattr(point, "shape", None) == (2,)  # a numpy row
 
 
 class TsClient:
@@ -182,6 +211,7 @@ class TsClient:
         """
         if retry not in ("safe", "always"):
             raise ValueError(f"retry must be 'safe' or 'always', not {retry!r}")
+        check_insert_shape(data)
         try:
             payload, framed = pack_insert_for_wire(
                 data, headroom=HEADER_SIZE, precision=self._db_precision
@@ -192,15 +222,23 @@ class TsClient:
         self._check_size(len(payload) - HEADER_SIZE if framed else len(payload))
         pool, loop = self._begin()
         deadline = loop.time() + timeout
+        tried: set[Host] = set()
+        failure: BaseException | None = None
         try:
             while True:
-                host = await self._choose(pool, deadline, try_unavailable=False)
+                host = await self._choose(pool, deadline, tried, failure)
                 try:
-                    return await self._request(
+                    answer: dict[str, Any] = await self._request(
                         host, RequestType.INSERT, payload, deadline, framed=framed
                     )
-                except (RequestNotSent, ServerError) as exc:
+                    return answer
+                except ServerError as exc:
                     pool.mark_failed(host, exc)
+                    tried.add(host)  # it answers, but cannot take this call now
+                    failure = exc
+                except RequestNotSent as exc:
+                    pool.mark_failed(host, exc)
+                    failure = exc
                 except PoolError as exc:
                     pool.record_failure(host, exc)
                     await self._pause_after_pool_error(pool, deadline, exc)
@@ -217,7 +255,8 @@ class TsClient:
                             "it may or may not have been stored",
                             data,
                         ) from exc
-                self._check_deadline(loop, deadline, "insert")
+                    failure = exc
+                self._check_deadline(loop, deadline, "insert", failure)
         finally:
             self._end()
 
@@ -263,26 +302,31 @@ class TsClient:
         payload = pack([query, time_precision])
         pool, loop = self._begin()
         deadline = loop.time() + timeout
-        try_unavailable = True
+        tried: set[Host] = set()
+        failure: BaseException | None = None
         try:
             while True:
-                host = await self._choose(pool, deadline, try_unavailable)
+                host = await self._choose(pool, deadline, tried, failure)
                 try:
                     return await self._request(
                         host, RequestType.QUERY, payload, deadline, decode=decode
                     )
-                except (ServerError, TsConnectionError) as exc:
+                except ServerError as exc:
+                    pool.mark_failed(host, exc)
+                    tried.add(host)  # it answers, but cannot take this call now
+                    failure = exc
+                except TsConnectionError as exc:
                     if isinstance(exc, ClientClosedError):
                         raise
                     pool.mark_failed(host, exc)
+                    failure = exc
                 except PoolError as exc:
                     pool.record_failure(host, exc)
                     await self._pause_after_pool_error(pool, deadline, exc)
                 except TsTimeoutError as exc:
                     pool.record_failure(host, exc)
                     raise
-                try_unavailable = False
-                self._check_deadline(loop, deadline, "query")
+                self._check_deadline(loop, deadline, "query", failure)
         finally:
             self._end()
 
@@ -311,7 +355,7 @@ class TsClient:
         pool, loop = self._begin()
         deadline = loop.time() + timeout
         try:
-            host = await self._choose(pool, deadline, try_unavailable=True)
+            host = await self._choose(pool, deadline, set(), None)
             await self._request(host, RequestType.PING, b"", deadline)
         finally:
             self._end()
@@ -341,22 +385,50 @@ class TsClient:
             )
 
     @staticmethod
-    def _check_deadline(loop: asyncio.AbstractEventLoop, deadline: float, what: str) -> None:
+    def _check_deadline(
+        loop: asyncio.AbstractEventLoop, deadline: float, what: str,
+        failure: BaseException | None = None,
+    ) -> None:
         if loop.time() >= deadline:
-            raise TsTimeoutError(f"{what} timed out")
+            detail = f" (last error: {failure})" if failure is not None else ""
+            raise TsTimeoutError(f"{what} timed out{detail}") from failure
 
-    async def _choose(self, pool: HostPool, deadline: float, try_unavailable: bool) -> Host:
-        """A host for the next attempt, waiting (until ``deadline``) while none is ready."""
+    async def _choose(
+        self, pool: HostPool, deadline: float, tried: set[Host], failure: BaseException | None
+    ) -> Host:
+        """A host for the next attempt of a call.
+
+        Ready hosts first, then connected ones skipped as inactive; never one in
+        ``tried`` (it answered ServerError to this call). While a host is connecting, or
+        lost with its reconnect attempt still to come, it waits (until ``deadline``);
+        when nothing can serve the call it ends at once with the call's ServerError
+        (the server's text) or a PoolError naming every host's last error.
+        """
+        loop = self._loop
+        assert loop is not None
         while True:
             try:
-                return pool.choose(try_unavailable)
+                return pool.choose(True, exclude=tried)
             except PoolError:
-                if self._loop is not None and self._loop.time() >= deadline:
-                    raise
-                if not await pool.wait_ready(deadline):
+                if pool.closing:
+                    raise ClientClosedError("the client is closed") from None
+                if not pool.may_recover_soon(tried):
+                    raise self._unavailable(pool, failure, "no host is available") from None
+                if loop.time() >= deadline or not await pool.wait_change(deadline):
                     if pool.closing:
                         raise ClientClosedError("the client is closed") from None
-                    raise
+                    raise self._unavailable(
+                        pool, failure, "no host became available before the deadline"
+                    ) from None
+
+    @staticmethod
+    def _unavailable(pool: HostPool, failure: BaseException | None, what: str) -> BaseException:
+        """The error that ends a call no host can serve: its own ServerError if it got one."""
+        if isinstance(failure, ServerError):
+            return failure
+        error = PoolError(f"{what}: {pool.describe()}")
+        error.__cause__ = failure
+        return error
 
     async def _pause_after_pool_error(
         self, pool: HostPool, deadline: float, exc: PoolError

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .exceptions import (
+    AnswerTooLarge,
     ClientClosedError,
     ProtocolError,
     TsConnectionError,
@@ -57,6 +58,11 @@ _HEAP_SLACK = 1024
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 #: How long a timed-out or cancelled pid stays reserved, waiting for its late answer.
 DEFAULT_TOMBSTONE_TTL = 300.0
+#: How long ``close()`` lets buffered output drain before it aborts the connection.
+DEFAULT_CLOSE_TIMEOUT = 5.0
+#: While the connection paused itself (the transport did not), how often it checks
+#: whether the transport's buffer drained.
+_DRAIN_POLL = 0.01
 
 
 class RequestNotSent(TsConnectionError):
@@ -100,11 +106,12 @@ class Connection(asyncio.Protocol):
         ping_timeout: float = 10.0,
         max_frame_size: int = MAX_FRAME_SIZE,
         tombstone_ttl: float = DEFAULT_TOMBSTONE_TTL,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         on_lost: Callable[[Connection, BaseException | None], None] | None = None,
         label: str = "",
     ) -> None:
         self._loop = loop
-        self._decoder = FrameDecoder(max_frame_size)
+        self._decoder = FrameDecoder(max_frame_size, skip_oversized=True)
         self._requests: dict[int, _Request] = {}
         self._next_pid = 0
         self._transport: asyncio.Transport | None = None
@@ -115,6 +122,13 @@ class Connection(asyncio.Protocol):
         self._lost_waiter: asyncio.Future[None] = loop.create_future()
         self._write_waiters: list[asyncio.Future[None]] = []
         self._writing_paused = False
+        # Backpressure the connection applies itself when the transport does not pause
+        # it (asyncio's writelines on 3.12.0-3.12.8 / 3.13.0-3.13.1, gh-127655).
+        self._high_water = 64 * 1024
+        self._low_water = 16 * 1024
+        self._drain_poll: asyncio.TimerHandle | None = None
+        self._close_timeout = close_timeout
+        self._close_handle: asyncio.TimerHandle | None = None
         # Small frames of this loop iteration (and their pids), written by _flush.
         self._out: list[bytes] = []
         self._out_pids: list[int] = []
@@ -166,6 +180,10 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._connected = True
+        try:
+            self._low_water, self._high_water = transport.get_write_buffer_limits()
+        except (AttributeError, NotImplementedError):
+            pass
         self._last_received = self._loop.time()
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -178,9 +196,10 @@ class Connection(asyncio.Protocol):
         """Fail every request in flight, wake writers and report the loss once."""
         self._connected = False
         self._authenticated = False
-        if self._keepalive_handle is not None:
-            self._keepalive_handle.cancel()
-            self._keepalive_handle = None
+        for handle in (self._keepalive_handle, self._drain_poll, self._close_handle):
+            if handle is not None:
+                handle.cancel()
+        self._keepalive_handle = self._drain_poll = self._close_handle = None
         self._cancel_sweep()
         self._deadlines = []
         unsent = set(self._out_pids) | self._unstarted
@@ -216,7 +235,30 @@ class Connection(asyncio.Protocol):
             self._resolve(exc.frames)  # answers before the bad header are still valid
             self._fail(ProtocolError(f"{self.label}: {exc}"))
             return
+        if self._decoder.oversized:
+            self._refuse_oversized()
         self._resolve(frames)
+
+    def _refuse_oversized(self) -> None:
+        """Fail the requests whose answers exceed the frame limit (being discarded)."""
+        oversized, self._decoder.oversized = self._decoder.oversized, []
+        limit = self._decoder.max_frame_size
+        for pid, _tp, length in oversized:
+            req = self._requests.pop(pid, None)
+            if req is None or req.fut is None:
+                if req is not None and req.handle is not None:
+                    req.handle.cancel()
+                log.debug("%s: discarded an oversized answer for pid %d", self.label, pid)
+                continue
+            self.in_flight -= 1
+            if not req.fut.done():
+                req.fut.set_exception(AnswerTooLarge(
+                    f"{self.label}: the answer to this {_type_name(req.tp)} is {length:,} bytes, "
+                    f"over the client's frame limit of {limit:,} bytes; select less (a "
+                    "shorter time range, a limit, an aggregate) or raise the limit with "
+                    f"TsClient(..., max_frame_size={_suggest_limit(length)})",
+                    size=length, limit=limit,
+                ))
 
     def _resolve(self, frames: list[Frame]) -> None:
         """Complete the futures of answered requests; drop late or unknown answers."""
@@ -243,11 +285,14 @@ class Connection(asyncio.Protocol):
                     answer = req.decode(payload)
                 else:
                     answer = decode_answer(payload)
-            except ProtocolError as exc:
-                fut.set_exception(exc)
-                continue
-            except Exception as exc:  # a custom decoder failed on this payload only
-                fut.set_exception(ProtocolError(f"{self.label}: cannot decode answer: {exc}"))
+            except Exception as exc:  # this payload only; the stream stays in sync
+                if not success:  # keep the error's type: the caller's retry rules need it
+                    detail = {"error_msg": f"(undecodable error message: {exc})"}
+                    fut.set_exception(exception_for(tp, detail))
+                elif isinstance(exc, ProtocolError):
+                    fut.set_exception(exc)
+                else:  # a custom decoder failed
+                    fut.set_exception(ProtocolError(f"{self.label}: cannot decode answer: {exc}"))
                 continue
             if success:
                 fut.set_result(answer)
@@ -265,6 +310,9 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         """The transport buffer drained: continue a streamed frame, wake waiting writers."""
         self._writing_paused = False
+        if self._drain_poll is not None:
+            self._drain_poll.cancel()
+            self._drain_poll = None
         if self._pending:
             self._pump()
         waiters, self._write_waiters = self._write_waiters, []
@@ -350,11 +398,13 @@ class Connection(asyncio.Protocol):
             self._flush()
             HEADER.pack_into(payload, 0, size, pid, tp, tp ^ 0xFF)
             transport.write(payload)
+            self._check_backpressure(transport)
         elif size >= _ZERO_COPY_THRESHOLD:
             self._flush()
             # Two writes, not writelines: writelines joins them (a full copy) on 3.11.
             transport.write(HEADER.pack(size, pid, tp, tp ^ 0xFF))
             transport.write(payload)
+            self._check_backpressure(transport)
         elif self.in_flight == 1 and not self._out:
             # Nothing else in flight: no batch to join, write at once (lowest latency).
             transport.write(HEADER.pack(size, pid, tp, tp ^ 0xFF) + payload)
@@ -386,6 +436,28 @@ class Connection(asyncio.Protocol):
             self._queue(memoryview(data), pids)
         else:
             transport.write(data)
+            self._check_backpressure(transport)
+
+    def _check_backpressure(self, transport: asyncio.Transport) -> None:
+        """Pause writers when the transport's buffer is over its high-water mark.
+
+        The transport normally does this itself (``pause_writing``); some asyncio
+        versions do not on every path, so the connection checks after each write and,
+        having paused itself, polls until the buffer drained.
+        """
+        if not self._writing_paused and transport.get_write_buffer_size() > self._high_water:
+            self._writing_paused = True
+            self._drain_poll = self._loop.call_later(_DRAIN_POLL, self._poll_drained)
+
+    def _poll_drained(self) -> None:
+        self._drain_poll = None
+        transport = self._transport
+        if not self._writing_paused or transport is None or not self._connected:
+            return
+        if transport.get_write_buffer_size() <= self._low_water:
+            self.resume_writing()
+        else:
+            self._drain_poll = self._loop.call_later(_DRAIN_POLL, self._poll_drained)
 
     def _queue(self, view: memoryview, pids: tuple[int, ...] | list[int]) -> None:
         """Put output behind the frame being streamed (``pids`` start with its first byte)."""
@@ -414,6 +486,7 @@ class Connection(asyncio.Protocol):
             else:
                 entry[0] = view[_STREAM_CHUNK:]
                 transport.write(view[:_STREAM_CHUNK])
+            self._check_backpressure(transport)
 
     def _drop_output(self) -> None:
         if self._flush_handle is not None:
@@ -598,13 +671,26 @@ class Connection(asyncio.Protocol):
     # ------------------------------------------------------------ closing
 
     def close(self, reason: BaseException | None = None) -> None:
-        """Close gracefully (buffered writes are flushed); requests in flight fail."""
+        """Close gracefully (buffered writes are flushed); requests in flight fail.
+
+        A peer that does not read cannot hold it open: after ``close_timeout`` seconds
+        the connection is aborted (unsent output is dropped).
+        """
         self._flush()
         if self._close_reason is None:
             self._close_reason = reason
         self._closing = True
         if self._transport is not None:
             self._transport.close()
+            if self._connected and self._close_handle is None:
+                self._close_handle = self._loop.call_later(self._close_timeout, self._abort_stuck)
+
+    def _abort_stuck(self) -> None:
+        self._close_handle = None
+        if self._connected and self._transport is not None:
+            log.warning("%s: output not drained %.1f s after close; aborting", self.label,
+                        self._close_timeout)
+            self._transport.abort()
 
     def abort(self, reason: BaseException | None = None) -> None:
         """Close at once, dropping buffered writes; requests in flight fail."""
@@ -639,6 +725,12 @@ class Connection(asyncio.Protocol):
         return f"{self.label or 'connection'}: not connected{detail}"
 
 
+def _suggest_limit(length: int) -> int:
+    """A frame limit that fits ``length``, rounded up to whole MiB."""
+    mib = 1 << 20
+    return -(-length // mib) * mib
+
+
 def _expire_waiter(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TsTimeoutError("timed out waiting for the write buffer to drain"))
@@ -665,9 +757,9 @@ async def open_connection(
     """Connect and authenticate within ``timeout`` seconds; return the ready connection.
 
     ``options`` go to :class:`Connection` (``keepalive_interval``, ``ping_timeout``,
-    ``max_frame_size``, ``on_lost``, ``label``). On failure the socket is closed and the
-    error raised: ``OSError``/``TsConnectionError``, ``TsTimeoutError`` or an
-    ``AuthenticationError``.
+    ``max_frame_size``, ``close_timeout``, ``on_lost``, ``label``). On failure the
+    socket is closed and the error raised: ``OSError``/``TsConnectionError``,
+    ``TsTimeoutError`` or an ``AuthenticationError``.
     """
     loop = loop or asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -59,6 +59,19 @@ class ProtocolError(TsConnectorError):
     """The byte stream from the server could not be decoded (bad frame or payload)."""
 
 
+class AnswerTooLarge(ProtocolError):
+    """An answer is larger than the client's frame limit (``max_frame_size``).
+
+    It was discarded as it arrived; the connection stays usable and the call is not
+    retried. ``size`` and ``limit`` are in bytes.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
 class TsTimeoutError(TsConnectorError, TimeoutError):
     """No answer arrived before the call's deadline."""
 

@@ -10,14 +10,21 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Iterable, Sequence
+import socket
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from .connection import Connection, open_connection
 from .events import EventHub, HostEvent, HostState, HostStats
-from .exceptions import ClientClosedError, PoolError
+from .exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    PoolError,
+    TsConnectionError,
+    TsTimeoutError,
+)
 
-__all__ = ["Host", "HostPool", "parse_hostlist"]
+__all__ = ["Host", "HostPool", "describe_connect_error", "parse_hostlist"]
 
 log = logging.getLogger("tsconnector.pool")
 
@@ -41,6 +48,8 @@ class Host:
         self.reconnects = 0
         self.last_latency: float | None = None
         self.last_error: str | None = None
+        #: The latest connection attempt failed (and none succeeded since).
+        self.connect_failed = False
         self.ever_connected = False
 
     @property
@@ -74,6 +83,25 @@ class Host:
 
 def parse_hostlist(hostlist: Iterable[Sequence[Any]]) -> list[Host]:
     """Validate ``[(host, port), (host, port, {"weight": 1..9, "backup": bool}), ...]``."""
+    if isinstance(hostlist, (str, bytes)):
+        raise TypeError(
+            f"hostlist must be a list of (host, port) tuples, not a string ({hostlist!r}); "
+            "for example [('127.0.0.1', 9000)] or [('h1', 9000), ('h2', 9000)]"
+        )
+    if (
+        isinstance(hostlist, tuple)
+        and len(hostlist) in (2, 3)
+        and isinstance(hostlist[0], str)
+        and isinstance(hostlist[1], int)
+    ):
+        raise TypeError(
+            f"hostlist must be a list of (host, port) tuples; got one tuple {hostlist!r}: "
+            f"wrap it in a list, [{hostlist!r}]"
+        )
+    if not isinstance(hostlist, Iterable):
+        raise TypeError(
+            f"hostlist must be a list of (host, port) tuples, not {type(hostlist).__name__}"
+        )
     hosts: list[Host] = []
     for entry in hostlist:
         if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
@@ -106,6 +134,21 @@ def parse_hostlist(hostlist: Iterable[Sequence[Any]]) -> list[Host]:
     return hosts
 
 
+def describe_connect_error(exc: BaseException, address: str) -> str:
+    """A one-line reason why connecting to ``address`` failed, naming the address."""
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused to {address}"
+    if isinstance(exc, TsTimeoutError):
+        return f"connecting to {address} timed out"
+    if isinstance(exc, AuthenticationError):
+        return f"{address} refused the login: {exc}"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host of {address}: {exc.strerror or exc}"
+    if isinstance(exc, OSError) and not isinstance(exc, TsConnectionError):
+        return f"cannot connect to {address}: {exc.strerror or exc}"
+    return f"cannot connect to {address}: {type(exc).__name__}: {exc}"
+
+
 class HostPool:
     """The client's connections, one per host, kept alive in the background."""
 
@@ -126,8 +169,13 @@ class HostPool:
         connection_options: dict[str, Any] | None = None,
         events: EventHub | None = None,
     ) -> None:
-        items = list(hostlist)
-        self.hosts = items if items and isinstance(items[0], Host) else parse_hostlist(items)
+        if isinstance(hostlist, (str, bytes)):
+            parse_hostlist(hostlist)  # raises: a string is not a host list
+        items: list[Any] = list(hostlist)
+        if items and all(isinstance(h, Host) for h in items):
+            self.hosts: list[Host] = items
+        else:
+            self.hosts = parse_hostlist(items)
         self._auth = (username, password, dbname)
         self._loop = loop
         self._connect_timeout = connect_timeout
@@ -138,7 +186,7 @@ class HostPool:
         self._conn_options["keepalive_interval"] = keepalive_interval
         self._conn_options["ping_timeout"] = ping_timeout
         self.events = events or EventHub()
-        self._ready_waiters: list[asyncio.Future[bool]] = []
+        self._change_waiters: list[asyncio.Future[bool]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self._weighted = any(h.weight != 1 for h in self.hosts)
@@ -192,7 +240,9 @@ class HostPool:
                 **self._conn_options,
             )
         except BaseException as exc:
-            host.last_error = f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, asyncio.CancelledError):
+                host.last_error = describe_connect_error(exc, host.address)
+                host.connect_failed = True
             if host.state is HostState.CONNECTING:
                 self._set_state(host, HostState.DOWN, exc if isinstance(exc, Exception) else None)
             raise
@@ -202,6 +252,7 @@ class HostPool:
         if host.ever_connected:
             host.reconnects += 1
         host.ever_connected = True
+        host.connect_failed = False
         host.conn = conn
         self._set_state(host, HostState.READY)
 
@@ -248,29 +299,62 @@ class HostPool:
         if self.closing:
             self._set_state(host, HostState.CLOSED)
             return
-        host.last_error = f"connection lost: {exc}" if exc else "connection lost"
-        self._set_state(host, HostState.DOWN, exc if isinstance(exc, Exception) else None)
+        error = exc if isinstance(exc, Exception) else None
+        if error is None:
+            error = TsConnectionError(f"connection to {host.address} closed by the server")
+        host.last_error = f"connection to {host.address} lost: {error}"
+        host.connect_failed = False  # a reconnect attempt is due
+        self._set_state(host, HostState.DOWN, error)
         self._start_reconnect(host)
 
     # ---------------------------------------------------------------- choice
 
-    def choose(self, try_unavailable: bool = False) -> Host:
+    def choose(self, try_unavailable: bool = False, exclude: Collection[Host] = ()) -> Host:
         """A ready host, random by weight, backups only when no other is ready.
 
         With ``try_unavailable`` a connected host skipped as inactive is accepted when
-        nothing else is ready. Raises PoolError when no host qualifies.
+        nothing else is ready. Hosts in ``exclude`` (those that already failed the
+        call) are never chosen. Raises PoolError when no host qualifies.
         """
-        ready = [h for h in self.hosts if h.state is HostState.READY and h.connected]
+        ready = [
+            h for h in self.hosts
+            if h.state is HostState.READY and h.connected and h not in exclude
+        ]
         if ready:
             primary = [h for h in ready if not h.backup]
             return self._pick(primary or ready)
         if try_unavailable:
-            connected = [h for h in self.hosts if h.connected]
+            connected = [h for h in self.hosts if h.connected and h not in exclude]
             if connected:
-                return self._pick(connected)
+                primary = [h for h in connected if not h.backup]
+                return self._pick(primary or connected)
         if self.closing:
             raise ClientClosedError("the client is closed")
         raise PoolError("No available connections found")
+
+    def may_recover_soon(self, exclude: Collection[Host] = ()) -> bool:
+        """True while a host outside ``exclude`` is connecting, or was lost and has its
+        first reconnect attempt still to come: worth waiting for (within a deadline)."""
+        if self.closing:
+            return False
+        for host in self.hosts:
+            if host in exclude:
+                continue
+            if host.state is HostState.CONNECTING:
+                return True
+            if host.state is HostState.DOWN and not host.connect_failed:
+                return True
+        return False
+
+    def describe(self) -> str:
+        """Every host's state and last error, for an error message."""
+        parts = []
+        for host in self.hosts:
+            if host.last_error:
+                parts.append(host.last_error)
+            else:
+                parts.append(f"{host.address} is {host.state.value}")
+        return "; ".join(parts)
 
     def _pick(self, hosts: list[Host]) -> Host:
         if len(hosts) == 1:
@@ -291,23 +375,28 @@ class HostPool:
 
     async def wait_ready(self, deadline: float) -> bool:
         """Wait until some host is ready (True) or ``deadline`` passes / the pool closes."""
-        if self.any_ready:
-            return True
+        while not self.any_ready:
+            if self.closing or not await self.wait_change(deadline):
+                return False
+        return True
+
+    async def wait_change(self, deadline: float) -> bool:
+        """Wait for the next host state change: True, or False at ``deadline`` / close."""
         if self.closing:
             return False
         loop = self._loop
         waiter: asyncio.Future[bool] = loop.create_future()
-        self._ready_waiters.append(waiter)
+        self._change_waiters.append(waiter)
         handle = loop.call_at(deadline, _resolve, waiter, False)
         try:
             return await waiter
         finally:
             handle.cancel()
-            if waiter in self._ready_waiters:
-                self._ready_waiters.remove(waiter)
+            if waiter in self._change_waiters:
+                self._change_waiters.remove(waiter)
 
     def _wake_waiters(self, value: bool) -> None:
-        waiters, self._ready_waiters = self._ready_waiters, []
+        waiters, self._change_waiters = self._change_waiters, []
         for waiter in waiters:
             _resolve(waiter, value)
 
@@ -344,8 +433,7 @@ class HostPool:
             return
         host.state = new
         self.events.emit(HostEvent(host.host, host.port, old, new, self._loop.time(), error))
-        if new is HostState.READY:
-            self._wake_waiters(True)
+        self._wake_waiters(True)
 
     def stats(self) -> list[HostStats]:
         """Per-host counters, in hostlist order."""

@@ -19,15 +19,11 @@ from .timeutil import from_db_time, parse_precision
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
 __all__ = ["Series", "series", "to_arrays", "to_dataframe"]
 
 Answer = Mapping[str, Any] | bytes | bytearray | memoryview
-
-
-def _is_payload(answer: Any) -> bool:
-    return isinstance(answer, (bytes, bytearray, memoryview))
 
 
 def _series_items(answer: Any) -> Mapping[str, Any]:
@@ -46,15 +42,27 @@ def to_arrays(answer: Answer) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     double, int64 when it holds only integers, object when it holds strings. Raw
     payload bytes are decoded straight into arrays (the fast path).
     """
-    if _is_payload(answer):
+    if isinstance(answer, (bytes, bytearray, memoryview)):
         return decode_series_arrays(bytes(answer))
     return {name: points_to_arrays(points) for name, points in _series_items(answer).items()}
+
+
+def _pandas() -> Any:
+    """The pandas module, or an ImportError that names the extra to install."""
+    try:
+        import pandas
+    except ImportError as exc:
+        raise ImportError(
+            "data frames need pandas, an optional dependency: pip install 'tsconnector[pandas]'"
+        ) from exc
+    return pandas
 
 
 def _time_index(timestamps: np.ndarray, precision: int | str | None, name: str) -> Any:
     """A UTC DatetimeIndex in the database unit, or the integers when no precision."""
     import numpy as np
-    import pandas as pd
+
+    pd = _pandas()
 
     if precision is None:
         return pd.Index(timestamps, name=name)
@@ -78,8 +86,8 @@ def to_dataframe(
     become a UTC ``DatetimeIndex`` in that unit (exact); without it they stay integers.
     """
     import numpy as np
-    import pandas as pd
 
+    pd = _pandas()
     arrays = to_arrays(answer)
     if layout == "long":
         names = list(arrays)
@@ -154,7 +162,7 @@ class Series:
 
 def series(answer: Answer) -> list[Series]:
     """The series of an answer, in answer order, with points as ``(ts, value)`` tuples."""
-    if _is_payload(answer):
+    if isinstance(answer, (bytes, bytearray, memoryview)):
         answer = decode_answer(bytes(answer))
     return [
         Series(name, [(ts, value) for ts, value in points])

@@ -11,6 +11,7 @@ Unknown outcomes are resolved by reading the batch's time window back (decision 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import Counter, deque
@@ -22,21 +23,36 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from .exceptions import (
+    AnswerTooLarge,
     ClientClosedError,
     InsertError,
     InsertOutcomeUnknown,
+    ProtocolError,
     QueryError,
     TsConnectorError,
     TsTimeoutError,
 )
 from .ql import quote_name
-from .spool import Spool, SpoolRecord, points_as_pairs
+from .spool import (
+    Spool,
+    SpoolCorrupted,
+    SpoolDamage,
+    SpoolRecord,
+    points_as_pairs,
+    unencodable_series,
+)
 from .timeutil import INT64_MAX, INT64_MIN
 
 if TYPE_CHECKING:
     from .client import TsClient
 
-__all__ = ["BufferFull", "BufferedWriter", "WriterClosedError", "WriterStats"]
+__all__ = [
+    "BufferFull",
+    "BufferedWriter",
+    "WriterClosedError",
+    "WriterStats",
+    "check_series_name",
+]
 
 log = logging.getLogger("tsconnector.writer")
 
@@ -57,7 +73,11 @@ class WriterClosedError(TsConnectorError):
 
 @dataclass(frozen=True)
 class WriterStats:
-    """A snapshot of a writer's counters (points unless said otherwise)."""
+    """A snapshot of a writer's counters (points unless said otherwise).
+
+    ``failed``: points given up (``on_error``); ``lost``: points of spooled batches that
+    damaged spool bytes destroyed (also reported through ``on_error`` and the log).
+    """
 
     added: int
     buffered: int
@@ -65,6 +85,7 @@ class WriterStats:
     sent: int
     replayed: int
     failed: int
+    lost: int
     checked_present: int
     batches_sent: int
     retries: int
@@ -87,10 +108,52 @@ def _is_numpy_pair(points: Any) -> bool:
     )
 
 
+#: SiriDB refuses series names of this many bytes (UTF-8) or more.
+NAME_BYTES_LIMIT = 65535
+
+
+def check_series_name(series: Any) -> None:
+    """A series name must be a non-empty str that UTF-8 can encode, under 65535 bytes."""
+    if not isinstance(series, str) or not series:
+        raise TypeError(f"series name must be a non-empty str, not {series!r}")
+    if not series.isascii():
+        try:
+            size = len(series.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"series name {series!r} cannot be encoded as UTF-8 ({exc.reason} at "
+                f"position {exc.start})"
+            ) from None
+    else:
+        size = len(series)
+    if size >= NAME_BYTES_LIMIT:
+        raise ValueError(f"series name of {size} bytes is too long (SiriDB allows < 65535)")
+
+
+def _check_text(series: str, value: str) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"series {series!r}: string value {value!r} cannot be encoded as UTF-8 "
+                f"({exc.reason} at position {exc.start})"
+            ) from None
+
+
 def _check_list(series: str, points: list[Any]) -> None:
     """Refuse what the server would reject, so one bad point never sinks a batch."""
-    if set(map(len, points)) != {2}:
-        raise ValueError(f"series {series!r}: every point must be a (timestamp, value) pair")
+    try:
+        lengths = set(map(len, points))
+    except TypeError:  # a point without a length (a number...)
+        lengths = set()
+    if lengths != {2}:
+        bad = next(
+            (p for p in points if not isinstance(p, (list, tuple)) or len(p) != 2), points[0]
+        )
+        raise ValueError(
+            f"series {series!r}: every point must be a (timestamp, value) pair, got {bad!r}"
+        )
     stamps, values = zip(*points)
     if not set(map(type, stamps)) <= {int}:
         raise TypeError(f"series {series!r}: timestamps must be int")
@@ -98,18 +161,22 @@ def _check_list(series: str, points: list[Any]) -> None:
         raise OverflowError(f"series {series!r}: timestamp out of range")
     kinds = set(map(type, values))
     if not kinds <= {int, float, str}:
-        bad = sorted(k.__name__ for k in kinds - {int, float, str})
-        raise TypeError(f"series {series!r}: unsupported value type(s) {', '.join(bad)}")
+        bad_kinds = sorted(k.__name__ for k in kinds - {int, float, str})
+        raise TypeError(f"series {series!r}: unsupported value type(s) {', '.join(bad_kinds)}")
     if int in kinds:
         ints = [v for v in values if type(v) is int]
         if min(ints) < INT64_MIN or max(ints) > INT64_MAX:
             raise OverflowError(f"series {series!r}: integer value out of int64 range")
+    if str in kinds:
+        for value in values:
+            if type(value) is str:
+                _check_text(series, value)
 
 
 def _check_point(series: Any, ts: Any, value: Any) -> None:
     """The checks of :func:`_check_list` for one point, without building lists."""
-    if not isinstance(series, str) or not series:
-        raise TypeError(f"series name must be a non-empty str, not {series!r}")
+    if type(series) is not str or not series.isascii() or not 0 < len(series) < NAME_BYTES_LIMIT:
+        check_series_name(series)
     if type(ts) is not int:
         raise TypeError(f"series {series!r}: timestamps must be int")
     if not 0 <= ts <= INT64_MAX:
@@ -118,7 +185,9 @@ def _check_point(series: Any, ts: Any, value: Any) -> None:
     if kind is int:
         if not INT64_MIN <= value <= INT64_MAX:
             raise OverflowError(f"series {series!r}: integer value out of int64 range")
-    elif kind is not float and kind is not str:
+    elif kind is str:
+        _check_text(series, value)
+    elif kind is not float:
         raise TypeError(f"series {series!r}: unsupported value type {kind.__name__}")
 
 
@@ -151,8 +220,7 @@ def _numpy_points(series: str, ts: Any, values: Any) -> tuple[Any, Any] | list[A
 
 def _normalize(series: Any, points: Any, validate: bool) -> tuple[Any, int]:
     """``(piece, count)``: a private list of pairs or a numpy ``(ts, values)`` pair."""
-    if not isinstance(series, str) or not series:
-        raise TypeError(f"series name must be a non-empty str, not {series!r}")
+    check_series_name(series)
     if _is_numpy_pair(points):
         piece: Any = _numpy_points(series, points[0], points[1])
     elif hasattr(points, "ndim") and getattr(points, "ndim", 0) == 2:
@@ -252,7 +320,8 @@ class BufferedWriter:
 
     Use ``async with BufferedWriter(client, ...) as writer:`` (the client must be
     connected). ``ambiguous="check"`` re-sends after an unknown outcome only what a
-    read-back finds missing; ``"resend"`` is at-least-once. ``on_error(exc, points)`` is
+    read-back finds missing (read in answers of at most ``read_back_points`` points,
+    counted first); ``"resend"`` is at-least-once. ``on_error(exc, points)`` is
     called for points given up (rejected by the server, or unsent at a timed-out close
     without a spool).
     """
@@ -274,6 +343,7 @@ class BufferedWriter:
         close_timeout: float | None = None,
         validate: bool = True,
         spool_segment_bytes: int = 16 << 20,
+        read_back_points: int = 200_000,
     ) -> None:
         if max_batch_points < 1:
             raise ValueError("max_batch_points must be at least 1")
@@ -293,6 +363,9 @@ class BufferedWriter:
         self.retry_max = retry_max
         self.close_timeout = close_timeout
         self.validate = validate
+        if read_back_points < 1:
+            raise ValueError("read_back_points must be at least 1")
+        self.read_back_points = read_back_points
         self._spool = (
             Spool(spool_dir, segment_bytes=spool_segment_bytes) if spool_dir is not None else None
         )
@@ -313,6 +386,9 @@ class BufferedWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._retry_at = 0.0
         self._attempts = 0
+        self._spool_error: OSError | None = None
+        self._spool_retry_at = 0.0
+        self._spool_failures = 0
         self._closing = False
         self._closed = False
         self._fatal: BaseException | None = None
@@ -320,6 +396,7 @@ class BufferedWriter:
         self._sent = 0
         self._replayed = 0
         self._failed = 0
+        self._lost = 0
         self._present = 0
         self._batches_sent = 0
         self._retries = 0
@@ -341,6 +418,7 @@ class BufferedWriter:
             self._io = ThreadPoolExecutor(1, thread_name_prefix="tsconnector-spool")
             records = await loop.run_in_executor(self._io, self._spool.open)
             self._position = self._spool.position
+            self._report_damage(self._spool.damage)
             for record in records:
                 batch = _Batch(None, record.points, record.end)
                 batch.record = record
@@ -392,6 +470,7 @@ class BufferedWriter:
             sent=self._sent,
             replayed=self._replayed,
             failed=self._failed,
+            lost=self._lost,
             checked_present=self._present,
             batches_sent=self._batches_sent,
             retries=self._retries,
@@ -409,8 +488,8 @@ class BufferedWriter:
         self._check_open()
         if self.validate:
             _check_point(series, ts, value)
-        elif not isinstance(series, str) or not series:
-            raise TypeError(f"series name must be a non-empty str, not {series!r}")
+        else:
+            check_series_name(series)
         if self._buffered + self._loaded >= self.max_buffer_points:
             await self._make_room(1, block)
         loop = self._loop
@@ -487,16 +566,23 @@ class BufferedWriter:
 
     async def _make_room(self, n: int, block: bool) -> None:
         """Wait until ``n`` points fit; during an outage, spill the buffer to the spool."""
+        loop = self._loop
+        assert loop is not None
         while self._buffered + self._loaded + n > self.max_buffer_points:
             if not block:
                 raise BufferFull("the writer's buffer is full")
             if self._fatal is not None:
                 raise WriterClosedError(f"the writer stopped: {self._fatal!r}") from self._fatal
-            if self._spool is not None and self._outage and (self._buffered or self._evictable):
-                await self._cut(None)
-                self._evict()
-                continue
-            await self._wait_change(None)
+            spilling = self._spool is not None and self._outage
+            if spilling and (self._buffered or self._evictable):
+                if self._spool_error is None or loop.time() >= self._spool_retry_at:
+                    await self._cut(None)
+                    self._evict()
+                    if self._spool_error is None:
+                        continue
+                await self._wait_change(self._spool_retry_at)  # the spool cannot be written
+            else:
+                await self._wait_change(None)
             self._check_open()
 
     # ---------------------------------------------------------------- flushing
@@ -510,17 +596,24 @@ class BufferedWriter:
         if self._task is None:
             raise WriterClosedError("the writer is not started: use 'async with' or start()")
         await self._cut(None)
-        target = self._position
+        # points added so far: cut (position), being spooled, or still buffered
+        target = self._position + self._writing + self._buffered
         await self._wait_for(
-            lambda: not self._queue or self._queue[0].end > target, timeout, "flush"
+            lambda: self._position >= target and (not self._queue or self._queue[0].end > target),
+            timeout,
+            "flush",
         )
 
     async def sync(self) -> None:
-        """Make every point added so far durable: spooled (fsynced) or, without a spool, sent."""
+        """Make every point added so far durable: spooled (fsynced) or, without a spool, sent.
+
+        With a spool that cannot be written (disk full), raises that ``OSError``; the
+        points stay in memory and the writer keeps trying.
+        """
         if self._spool is None:
             await self.flush()
         else:
-            await self._cut(None)
+            await self._cut(None, strict=True)
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop accepting points, deliver what is left, stop the background task.
@@ -561,8 +654,9 @@ class BufferedWriter:
             self._unsubscribe = None
         if self._spool is not None:
             if self._buffered:
+                self._spool_retry_at = 0.0  # one last try, now
                 try:
-                    await self._cut(None)
+                    await self._cut(None, strict=True)
                 except Exception as exc:
                     self._give_up(exc, self._take(self._buffered)[0])
             await loop.run_in_executor(self._io, self._spool.close)
@@ -571,11 +665,11 @@ class BufferedWriter:
         else:
             while self._queue:
                 batch = self._queue.popleft()
-                exc = self._fatal or TsTimeoutError("writer closed before delivery")
-                self._give_up(exc, self._remaining(batch))
+                reason = self._fatal or TsTimeoutError("writer closed before delivery")
+                self._give_up(reason, self._remaining(batch))
             if self._buffered:
-                exc = self._fatal or TsTimeoutError("writer closed before delivery")
-                self._give_up(exc, self._take(self._buffered)[0])
+                reason = self._fatal or TsTimeoutError("writer closed before delivery")
+                self._give_up(reason, self._take(self._buffered)[0])
         self._closed = True
         self._notify()
 
@@ -641,35 +735,96 @@ class BufferedWriter:
         self._loaded += count
         return {s: _merge(p) for s, p in parts.items()}, count
 
-    async def _cut(self, limit: int | None) -> None:
-        """Turn up to ``limit`` buffered points (all if None) into batches, in add order."""
+    async def _cut(self, limit: int | None, *, strict: bool = False) -> None:
+        """Turn up to ``limit`` buffered points (all if None) into batches, in add order.
+
+        With a spool each batch is written to it first. When the spool cannot be
+        written (disk full, I/O error) the points go back to the buffer front and the
+        spool is tried again after a backoff; ``strict`` raises that error instead.
+        Series the spool cannot encode are given up (``on_error``), the rest kept.
+        """
         async with self._cut_lock:
             remaining = self._buffered if limit is None else min(limit, self._buffered)
             loop = self._loop
             assert loop is not None
             while remaining > 0 and self._buffered:
+                if self._spool_error is not None and loop.time() < self._spool_retry_at:
+                    if strict:
+                        raise self._spool_error
+                    return
                 data, count = self._take(min(remaining, self.max_batch_points))
                 remaining -= count
                 if self._spool is None:
                     self._position += count
                     self._queue.append(_Batch(data, count, self._position))
                 else:
-                    written = loop.run_in_executor(self._io, self._spool.append, data, count)
-                    self._writing += count
                     try:
-                        record = await asyncio.shield(written)
-                    except asyncio.CancelledError:
-                        self._writing -= count
-                        self._queue_spooled(data, await written)  # cancelled caller: keep it
-                        raise
-                    except BaseException:
-                        self._writing -= count
-                        self._untake(data, count)
-                        raise
-                    self._writing -= count
+                        record = await self._spool_batch(data, count)
+                    except OSError as exc:
+                        self._untake(data)
+                        self._spool_failed(exc)
+                        if strict:
+                            raise
+                        return
+                    self._spool_ok()
                     self._queue_spooled(data, record)
                 self._wake()
                 self._notify()
+
+    async def _spool_batch(self, data: dict[str, Any], count: int) -> SpoolRecord:
+        """Append one batch to the spool (in its thread); give up series it cannot encode.
+
+        ``count`` (all points taken) moves the spool's position even for points given
+        up, so ``position`` keeps counting every point accepted by ``add``.
+        """
+        assert self._spool is not None
+        loop = self._loop
+        assert loop is not None
+        spool = self._spool
+        written = loop.run_in_executor(self._io, spool.append, data, count)
+        self._writing += count
+        try:
+            return await asyncio.shield(written)
+        except asyncio.CancelledError:
+            self._queue_spooled(data, await written)  # cancelled caller: keep it
+            raise
+        except OSError:
+            raise
+        except Exception:  # a value the spool cannot encode: find the series at fault
+            bad = unencodable_series(data)
+            if not bad:
+                raise
+            for name, exc in bad.items():
+                piece = data.pop(name)
+                self._loaded -= _points_of({name: piece})
+                self._give_up(exc, {name: piece})
+            good = _points_of(data)
+            return await loop.run_in_executor(
+                self._io, functools.partial(spool.append, data, good, skipped=count - good)
+            )
+        finally:
+            self._writing -= count
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """Note a failed spool write; the next try waits for a growing backoff."""
+        loop = self._loop
+        assert loop is not None
+        if self._spool_error is None:
+            log.error("the spool cannot be written (%s); points stay in memory, adds wait "
+                      "when the buffer is full, retrying", exc)
+        self._spool_error = exc
+        self._spool_failures += 1
+        self._last_error = repr(exc)
+        delay = min(self.retry_max, self.retry_initial * 2 ** min(self._spool_failures - 1, 30))
+        self._spool_retry_at = loop.time() + delay * random.uniform(0.5, 1.0)
+        self._notify()
+
+    def _spool_ok(self) -> None:
+        if self._spool_error is not None:
+            log.warning("the spool is writable again")
+        self._spool_error = None
+        self._spool_failures = 0
+        self._spool_retry_at = 0.0
 
     def _queue_spooled(self, data: dict[str, Any], record: SpoolRecord) -> None:
         batch = _Batch(data, record.points, record.end)
@@ -678,21 +833,27 @@ class BufferedWriter:
         self._spooled += record.points
         self._queue.append(batch)
 
-    def _untake(self, data: dict[str, Any], count: int) -> None:
+    def _untake(self, data: dict[str, Any]) -> None:
         """Put a batch that could not be spooled back at the buffer front."""
         loop = self._loop
         assert loop is not None
         now = loop.time()
+        count = 0
         for series, piece in reversed(list(data.items())):
             n = len(piece[0]) if isinstance(piece, tuple) else len(piece)
             self._pieces.appendleft(_Piece(series, piece, n, now, False))
+            count += n
         self._loaded -= count
         self._buffered += count
 
     # ---------------------------------------------------------------- delivery
 
     async def _run(self) -> None:
-        """The background task: cut batches when due, deliver the queue head, back off."""
+        """The background task: cut batches when due, deliver the queue head, back off.
+
+        A failure of one step (a spool that cannot be written, a batch that cannot be
+        read, a bug) is logged and retried later; only a closed client stops it.
+        """
         loop = self._loop
         wakeup = self._wakeup
         assert loop is not None
@@ -703,18 +864,17 @@ class BufferedWriter:
                 if self._fatal is not None:
                     return
                 now = loop.time()
-                if self._queue and now >= self._retry_at:
-                    await self._deliver(self._queue[0])  # delivering goes before cutting more
-                    continue
-                if self._buffered:
-                    aged = now - self._pieces[0].t >= self.max_delay
-                    if self._closing or aged:
-                        await self._cut(None)
+                try:
+                    if await self._step(now):
                         continue
-                    if self._buffered >= self.max_batch_points:
-                        full = self._buffered - self._buffered % self.max_batch_points
-                        await self._cut(full)
-                        continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # never let one batch stop the writer
+                    log.exception("the writer's background step failed; retrying later")
+                    self._last_error = repr(exc)
+                    self._attempts += 1
+                    self._retry_at = now + min(self.retry_max, self.retry_initial * 2 ** min(
+                        self._attempts - 1, 30))
                 if self._closing and not self._buffered:
                     if not self._queue:
                         return
@@ -722,9 +882,12 @@ class BufferedWriter:
                         log.warning("closing during an outage: %d point(s) stay spooled",
                                     self._spooled)
                         return
+                if self._closing and self._spool_error is not None:
+                    return  # what cannot be spooled is reported by close()
                 deadlines = []
                 if self._buffered:
-                    deadlines.append(self._pieces[0].t + self.max_delay)
+                    deadlines.append(max(self._pieces[0].t + self.max_delay,
+                                         self._spool_retry_at))
                 if self._queue:
                     deadlines.append(self._retry_at)
                 handle = loop.call_at(min(deadlines), wakeup.set) if deadlines else None
@@ -742,6 +905,21 @@ class BufferedWriter:
         finally:
             self._notify()
 
+    async def _step(self, now: float) -> bool:
+        """Do the next due piece of work; False when nothing is due (wait for a wakeup)."""
+        if self._queue and now >= self._retry_at:
+            await self._deliver(self._queue[0])  # delivering goes before cutting more
+            return True
+        if not self._buffered or now < self._spool_retry_at:
+            return False
+        if self._closing or now - self._pieces[0].t >= self.max_delay:
+            await self._cut(None)
+        elif self._buffered >= self.max_batch_points:
+            await self._cut(self._buffered - self._buffered % self.max_batch_points)
+        else:
+            return False
+        return self._spool_error is None
+
     def _remaining(self, batch: _Batch) -> dict[str, Any]:
         data = batch.data
         if data is None:
@@ -755,7 +933,14 @@ class BufferedWriter:
             assert batch.record is not None
             if self._buffered + self._loaded + batch.points > self.max_buffer_points:
                 await self._cut(None)  # spill the buffer to make room for this batch
-            batch.data = self._spool.read(batch.record)
+            try:
+                batch.data = self._spool.read(batch.record)
+            except OSError as exc:  # the disk: try again later
+                self._failed_attempt(batch, exc)
+                return
+            except Exception as exc:  # damaged since it was written: report the loss
+                self._lost_from_spool(batch, exc)
+                return
             batch.replay = True
             self._loaded += batch.points
         self._sending = batch
@@ -765,7 +950,8 @@ class BufferedWriter:
             self._last_error = repr(exc)
             self._fatal = exc
             self._release(batch)
-        except (InsertOutcomeUnknown, TsTimeoutError) as exc:
+        except (InsertOutcomeUnknown, TsTimeoutError, ProtocolError) as exc:
+            # unknown outcome (an undecodable answer too): check before sending again
             self._failed_attempt(batch, exc)
             self._ambiguous_count += 1
             if self.ambiguous == "check":
@@ -790,7 +976,7 @@ class BufferedWriter:
                 log.info("read-back found %d point(s) already stored", present)
         if not payload:
             return
-        retry = "always" if self.ambiguous == "resend" else "safe"
+        retry: Literal["safe", "always"] = "always" if self.ambiguous == "resend" else "safe"
         while payload:
             if batch.isolate:
                 name = next(iter(payload))
@@ -855,6 +1041,43 @@ class BufferedWriter:
         self._batches_sent += 1
         self._notify()
 
+    def _report_damage(self, damage: list[SpoolDamage]) -> None:
+        """Count and report what a previous process's spool lost to damaged bytes."""
+        for item in damage:
+            if item.torn:
+                continue  # an interrupted write: nothing acknowledged was in it
+            self._lost += item.lost_points or 0
+            lost = ("an unknown number of points" if item.lost_points is None
+                    else f"{item.lost_points} point(s) in {item.lost_batches} batch(es)")
+            exc = SpoolCorrupted(
+                f"spool segment {item.segment} is damaged at offset {item.offset} "
+                f"({item.size} bytes): {lost} lost; the records after it are kept",
+                [item],
+            )
+            self._last_error = repr(exc)
+            self._report(exc, {})
+
+    def _lost_from_spool(self, batch: _Batch, exc: BaseException) -> None:
+        """A spooled batch can no longer be read: count it lost, report it, drop it."""
+        assert batch.record is not None
+        self._queue.popleft()
+        self._lost += batch.points
+        self._last_error = repr(exc)
+        log.error("spooled batch %d (%d point(s)) is unreadable and lost: %s",
+                  batch.record.seq, batch.points, exc)
+        if self._spool is not None:
+            self._spool.ack(batch.record)
+            self._spooled -= batch.points
+        self._report(exc, {})
+        self._notify()
+
+    def _report(self, exc: BaseException, points: dict[str, list[Any]]) -> None:
+        if self.on_error is not None:
+            try:
+                self.on_error(exc, points)
+            except Exception:
+                log.exception("the writer's on_error callback failed")
+
     def _give_up(self, exc: BaseException, data: Mapping[str, Any]) -> None:
         n = _points_of(data)
         if not n:
@@ -862,11 +1085,7 @@ class BufferedWriter:
         self._failed += n
         self._last_error = repr(exc)
         log.error("writer gives up %d point(s): %r", n, exc)
-        if self.on_error is not None:
-            try:
-                self.on_error(exc, {s: list(_pairs(p)) for s, p in data.items()})
-            except Exception:
-                log.exception("the writer's on_error callback failed")
+        self._report(exc, {s: list(_pairs(p)) for s, p in data.items()})
 
     # ---------------------------------------------------------------- read-back
 
@@ -884,7 +1103,7 @@ class BufferedWriter:
             group = names[i : i + CHECK_GROUP]
             start = min(bounds[n][0] for n in group)
             end = max(bounds[n][1] for n in group)
-            stored = await self._select(group, start, end)
+            stored = await self._read_back(group, start, end)
             for name in group:
                 lo, hi = bounds[name]
                 have = Counter(
@@ -902,16 +1121,54 @@ class BufferedWriter:
                     missing[name] = lost
         return missing, present
 
+    async def _read_back(
+        self, names: Sequence[str], start: int, end: int, depth: int = 0
+    ) -> dict[str, list[Any]]:
+        """Stored points of ``names`` in ``[start, end]``, read in bounded pieces.
+
+        The points are counted first; a range holding more than ``read_back_points``
+        (a busy series) is split by series, then by time, so that no answer is large.
+        """
+        counts = await self._count(names, start, end)
+        names = [n for n in names if counts.get(n)]
+        total = sum(counts[n] for n in names)
+        if not names:
+            return {}
+        if total <= self.read_back_points or (len(names) == 1 and start >= end) or depth > 64:
+            return await self._select(names, start, end)
+        if len(names) > 1:
+            half = len(names) // 2
+            first = await self._read_back(names[:half], start, end, depth + 1)
+            first.update(await self._read_back(names[half:], start, end, depth + 1))
+            return first
+        middle = (start + end) // 2
+        low = await self._read_back(names, start, middle, depth + 1)
+        high = await self._read_back(names, middle + 1, end, depth + 1)
+        return {names[0]: low.get(names[0], []) + high.get(names[0], [])}
+
+    async def _count(self, names: Sequence[str], start: int, end: int) -> dict[str, int]:
+        """Stored points per series in ``[start, end]`` (one small answer)."""
+        answer = await self.client.query(
+            f"select count() from {', '.join(quote_name(n) for n in names)} "
+            f"between {start} and {end + 1}",
+            timeout=self.query_timeout,
+        )
+        counts: dict[str, int] = {}
+        for name, points in dict(answer).items():
+            counts[str(name)] = int(points[0][1]) if points else 0
+        return counts
+
     async def _select(self, names: Sequence[str], start: int, end: int) -> dict[str, list[Any]]:
-        """Stored points of ``names`` with ``start <= ts <= end``; splits on the points limit."""
+        """Stored points of ``names`` with ``start <= ts <= end``; splits when the server's
+        points limit or the client's frame limit refuses the answer."""
         query = (
             f"select * from {', '.join(quote_name(n) for n in names)} "
             f"between {start} and {end + 1}"
         )
         try:
             answer = await self.client.query(query, timeout=self.query_timeout)
-        except QueryError as exc:
-            if "maximum number of selected points" not in str(exc):
+        except (QueryError, AnswerTooLarge) as exc:
+            if isinstance(exc, QueryError) and "maximum number of selected points" not in str(exc):
                 raise
             if len(names) > 1:
                 half = len(names) // 2
@@ -925,4 +1182,3 @@ class BufferedWriter:
             high = await self._select(names, middle + 1, end)
             return {names[0]: low.get(names[0], []) + high.get(names[0], [])}
         return {str(k): v for k, v in dict(answer).items()}
-

@@ -37,7 +37,7 @@ from .errors import (
 from .migrations import Migration
 from .names import quote_ident
 from .operators import Eq, In, Like, Re, Reversed, Sql
-from .postgresql import PostgresqlDB
+from .postgresql import PostgresqlDB, advisory_key
 from .session import Session
 from .sqlite import SqliteDB
 from .table import Row, Table
@@ -70,6 +70,7 @@ __all__ = [
     "SqliteDB",
     "Table",
     "TransactionAborted",
+    "advisory_key",
     "connect",
     "quote_ident",
 ]

@@ -50,6 +50,8 @@ class Database:
     dialect: str = ""
     #: True when :meth:`listen` and :meth:`Session.notify` deliver notifications.
     supports_notify: bool = False
+    #: PostgreSQL: the schema holding every object (None: the server's search_path).
+    schema: str | None = None
 
     def __init__(self) -> None:
         self._opened = False

@@ -8,8 +8,10 @@ in the SQL text, which lets expression indexes match. Every value is a ``$n`` pa
 
 Indexes that serve equality filters:
 
-- PostgreSQL: every table has a GIN index ``USING GIN (data jsonb_path_ops)``, and all
-  ``Eq`` conditions of a query become one ``data @> $n::jsonb`` containment test;
+- PostgreSQL: every table has a GIN index ``USING GIN (data jsonb_path_ops)`` (without
+  a pending list, whose linear scan would slow every lookup after many inserts), and all
+  ``Eq`` conditions of a query become one ``data @> $n::jsonb`` containment test (plus
+  the same test per field, which a ``create_index`` B-tree index serves);
 - both: ``Table.create_index(field)`` adds a B-tree expression index on the field's value,
   which serves ``Eq`` (SQLite), ``In``, prefix ``Like`` and ``order_by`` on that field.
 
@@ -21,11 +23,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .names import check_field_name, derived_name, quote_ident
 from .operators import Condition, Eq, In, Like, OrderTerm, Re, Reversed, Sql
 from .params import renumber
+
+if TYPE_CHECKING:
+    from .session import Session
 
 ROW_COLUMNS = "id, version, data"
 
@@ -56,6 +61,16 @@ class Dialect:
 
     def insert(self, table: str) -> str:
         return f"INSERT INTO {quote_ident(table)} (data) VALUES ({self.json_param(1)}) RETURNING id"
+
+    async def allocate_ids(self, session: Session, table: str, count: int) -> list[int]:
+        """``count`` new row ids for ``table``, unique and increasing."""
+        raise NotImplementedError
+
+    async def insert_many(
+        self, session: Session, table: str, ids: list[int], datas: list[str]
+    ) -> None:
+        """Insert rows with the given ids and JSON data in one statement or batch."""
+        raise NotImplementedError
 
     def select_by_id(self, table: str) -> str:
         return f"SELECT {ROW_COLUMNS} FROM {quote_ident(table)} WHERE id = $1"
@@ -193,15 +208,15 @@ class Dialect:
                 not isinstance(value, int) or isinstance(value, bool) or value < 0
             ):
                 raise ValueError(f"{label} must be an int >= 0, not {value!r}")
+        # Validated ints, written as literals: the planner then knows them (PostgreSQL's
+        # generic plan for "LIMIT $n" ignores the value and may pick a whole-table plan).
         sql = ""
         if limit is not None:
-            params.append(limit)
-            sql += f" LIMIT ${len(params)}"
+            sql += f" LIMIT {int(limit)}"
         if offset:
             if limit is None:
                 sql += self.no_limit()
-            params.append(offset)
-            sql += f" OFFSET ${len(params)}"
+            sql += f" OFFSET {int(offset)}"
         return sql
 
     def no_limit(self) -> str:
@@ -225,6 +240,23 @@ class SqliteDialect(Dialect):
         kind = "UNIQUE INDEX" if unique else "INDEX"
         index = quote_ident(self.index_name(table, field, unique=unique))
         return f"CREATE {kind} IF NOT EXISTS {index} ON {quote_ident(table)} ({self.field(field)})"
+
+    async def allocate_ids(self, session: Session, table: str, count: int) -> list[int]:
+        # A write transaction holds the database's write lock, so nobody else can take
+        # ids between this read and the insert; AUTOINCREMENT then records the highest.
+        last = await session.fetchval(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = $1), 0), "
+            f"coalesce((SELECT max(id) FROM {quote_ident(table)}), 0))",
+            table,
+        )
+        return list(range(int(last) + 1, int(last) + 1 + count))
+
+    async def insert_many(
+        self, session: Session, table: str, ids: list[int], datas: list[str]
+    ) -> None:
+        await session.executemany(
+            f"INSERT INTO {quote_ident(table)} (id, data) VALUES ($1, $2)", zip(ids, datas)
+        )
 
     def field(self, name: str) -> str:
         return f"json_extract(data, '$.{name}')"
@@ -260,7 +292,7 @@ class PostgresqlDialect(Dialect):
             "data JSONB NOT NULL, "
             f"CONSTRAINT {quote_ident(derived_name(table, 'pkey'))} PRIMARY KEY (id))",
             f"CREATE INDEX IF NOT EXISTS {quote_ident(derived_name(table, 'gin'))} "
-            f"ON {t} USING GIN (data jsonb_path_ops)",
+            f"ON {t} USING GIN (data jsonb_path_ops) WITH (fastupdate = off)",
         ]
 
     def create_index(self, table: str, field: str, *, unique: bool) -> str:
@@ -273,6 +305,23 @@ class PostgresqlDialect(Dialect):
 
     def json_param(self, n: int) -> str:
         return f"${n}::jsonb"
+
+    async def allocate_ids(self, session: Session, table: str, count: int) -> list[int]:
+        sequence = quote_ident(derived_name(table, "id_seq"))
+        rows = await session.fetch(
+            "SELECT nextval($1::regclass) AS id FROM generate_series(1, $2)", sequence, count
+        )
+        return sorted(int(r["id"]) for r in rows)
+
+    async def insert_many(
+        self, session: Session, table: str, ids: list[int], datas: list[str]
+    ) -> None:
+        await session.execute(
+            f"INSERT INTO {quote_ident(table)} (id, data) "
+            "SELECT * FROM unnest($1::bigint[], $2::jsonb[])",
+            ids,
+            datas,
+        )
 
     def field(self, name: str) -> str:
         return f"(data->>'{name}')"
@@ -296,6 +345,12 @@ class PostgresqlDialect(Dialect):
         if equal:
             params.append(json.dumps(equal, ensure_ascii=False))
             terms.append(f"data @> ${len(params)}::jsonb")
+            # The same test per field as well: it lets a B-tree index made by
+            # create_index(field) serve it, and keeps the planner from scanning the whole
+            # primary key for ORDER BY id LIMIT n when it overestimates the matches.
+            for name, value in equal.items():
+                params.append(value)
+                terms.append(f"{self.ordered_field(name)} = ${len(params)}")
         terms.extend(self.condition(name, cond, params) for name, cond in rest.items())
         return terms
 

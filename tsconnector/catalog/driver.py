@@ -1,17 +1,16 @@
 """The contract between a :class:`~tsconnector.catalog.session.Session` and a backend.
 
-A backend (SQLite through aiosqlite, PostgreSQL through asyncpg) implements
-:class:`Driver` for the database and :class:`DriverConnection` for one connection that a
-session holds. SQL reaching these methods uses ``$1, $2...`` placeholders; driver
-errors leave them as catalog errors (:mod:`.errors`).
+A backend (SQLite through aiosqlite, PostgreSQL through asyncpg) subclasses
+:class:`~tsconnector.catalog.database.Database` (connections: ``_acquire``/``_release``)
+and implements :class:`DriverConnection` for the connection a session holds. SQL
+reaching these methods uses ``$1, $2...`` placeholders; driver errors leave them as
+catalog errors (:mod:`.errors`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Protocol
-
-from .dialects import Dialect
 
 Record = dict[str, Any]
 
@@ -43,16 +42,3 @@ class DriverConnection(Protocol):
 
     def in_transaction(self) -> bool: ...
 
-
-class Driver(Protocol):
-    """The database side: hands out connections, knows its dialect."""
-
-    dialect: Dialect
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def acquire(self) -> DriverConnection: ...
-
-    async def release(self, conn: DriverConnection, *, discard: bool = False) -> None: ...

@@ -46,8 +46,13 @@ def check_table_name(name: object) -> str:
     return name
 
 
+_KNOWN_FIELDS: set[str] = set()
+
+
 def check_field_name(name: object, *, allow_reserved: bool = False) -> str:
     """Return ``name`` if it is a valid field name, else raise ``ValueError``/``TypeError``."""
+    if type(name) is str and name in _KNOWN_FIELDS:
+        return name
     if not isinstance(name, str):
         raise TypeError(f"field name must be str, not {type(name).__name__}: {name!r}")
     if not _FIELD_RE.match(name) or len(name) > MAX_FIELD_LEN:
@@ -55,8 +60,12 @@ def check_field_name(name: object, *, allow_reserved: bool = False) -> str:
             f"invalid field name {name!r}: use 1..{MAX_FIELD_LEN} characters of A-Z, a-z, "
             "0-9 and _, not starting with a digit"
         )
-    if not allow_reserved and name in RESERVED_FIELDS:
-        raise ValueError(f"field name {name!r} is reserved (row.id and row.version are columns)")
+    if name in RESERVED_FIELDS:
+        if not allow_reserved:
+            raise ValueError(f"field name {name!r} is reserved (row.id, row.version are columns)")
+        return name
+    if len(_KNOWN_FIELDS) < 10_000:
+        _KNOWN_FIELDS.add(name)
     return name
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import inspect
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Literal
 
 from .database import Database, Listener, NotifyCallback
 from .dialects import DIALECTS, Dialect
@@ -44,7 +43,10 @@ def _asyncpg() -> Any:
 
 
 def advisory_key(*parts: str) -> int:
-    """A stable signed 64-bit advisory-lock key for ``parts``."""
+    """A stable signed 64-bit key for ``pg_advisory_lock($1)`` made from ``parts``.
+
+    Include ``db.schema`` in the parts to keep the locks of two schemas apart.
+    """
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -88,6 +90,7 @@ class PostgresqlDB(Database):
         self._listen_lock: asyncio.Lock | None = None
         self._listeners: dict[int, Listener] = {}
         self._callback_tasks: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     def __repr__(self) -> str:
         return f"PostgresqlDB(schema={self.schema!r})"
@@ -135,6 +138,8 @@ class PostgresqlDB(Database):
             await conn.close()
         for task in list(self._callback_tasks):
             task.cancel()
+        while self._background:  # releases that outlived a cancelled caller
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -153,13 +158,22 @@ class PostgresqlDB(Database):
 
     async def _release(self, conn: Any, *, discard: bool = False) -> None:
         assert isinstance(conn, _PgConnection)
-        raw = conn.raw
-        if self._pool is None:
+        # Finish even if the caller is cancelled: a half-released connection would be lost.
+        releasing = asyncio.ensure_future(self._finish_release(conn.raw, discard))
+        self._background.add(releasing)
+        releasing.add_done_callback(self._background.discard)
+        await asyncio.shield(releasing)
+
+    async def _finish_release(self, raw: Any, discard: bool) -> None:
+        if not discard and not raw.is_closed() and raw.is_in_transaction():
+            try:  # e.g. a BEGIN that completed after its caller was cancelled
+                await raw.execute("ROLLBACK")
+            except Exception:
+                discard = True
+        if discard or self._pool is None:
             raw.terminate()
-            return
-        if discard:
-            raw.terminate()
-        await self._pool.release(raw)
+        if self._pool is not None:
+            await self._pool.release(raw)
 
     async def _migration_lock(self, session: Session, component: str) -> None:
         key = advisory_key("tsconnector", "migrate", self.schema or "")
@@ -286,25 +300,45 @@ class _PgConnection:
         return bool(self.raw.is_in_transaction())
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
+def _mapped(exc: BaseException) -> BaseException | None:
+    """The catalog error for an asyncpg error (None: leave it as it is)."""
+    asyncpg = _asyncpg()
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", None)
+        message = str(exc)
+        if isinstance(exc, asyncpg.UndefinedTableError):
+            return MissingTable(message, sqlstate=state)
+        if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+            return IntegrityError(message, sqlstate=state)
+        if isinstance(exc, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
+            return ConflictError(message)
+        if isinstance(exc, asyncpg.LockNotAvailableError):
+            return CatalogBusy(message)
+        return DatabaseError(message, sqlstate=state)
+    if isinstance(exc, (asyncpg.InterfaceError, OSError)):
+        return DatabaseError(f"{type(exc).__name__}: {exc}")
+    return None
+
+
+class _ErrorMapper:
+    """``with _mapped_errors():`` re-raises asyncpg errors as catalog errors (cheaply)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if exc is not None and isinstance(exc, Exception):
+            mapped = _mapped(exc)
+            if mapped is not None:
+                raise mapped from exc
+        return False
+
+
+_MAPPER = _ErrorMapper()
+
+
+def _mapped_errors() -> _ErrorMapper:
     """asyncpg errors as catalog errors (the original as ``__cause__``)."""
-    try:
-        yield
-    except Exception as exc:
-        asyncpg = _asyncpg()
-        if isinstance(exc, asyncpg.PostgresError):
-            state = getattr(exc, "sqlstate", None)
-            message = str(exc)
-            if isinstance(exc, asyncpg.UndefinedTableError):
-                raise MissingTable(message, sqlstate=state) from exc
-            if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-                raise IntegrityError(message, sqlstate=state) from exc
-            if isinstance(exc, (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)):
-                raise ConflictError(message) from exc
-            if isinstance(exc, asyncpg.LockNotAvailableError):
-                raise CatalogBusy(message) from exc
-            raise DatabaseError(message, sqlstate=state) from exc
-        if isinstance(exc, (asyncpg.InterfaceError, OSError)):
-            raise DatabaseError(f"{type(exc).__name__}: {exc}") from exc
-        raise
+    return _MAPPER

@@ -25,6 +25,7 @@ import functools
 import importlib
 import re
 import sys
+import threading
 from typing import Any
 
 # The parser and compiler of ``re`` (renamed in Python 3.11; no public equivalent).
@@ -80,15 +81,34 @@ def compile_regex(pattern: object) -> Matcher:
     return _compile_cached(pattern)
 
 
+_per_thread = threading.local()
+
+
 def sqlite_regexp(pattern: str | None, value: str | None) -> bool | None:
-    """SQLite's ``value REGEXP pattern``: ``re.search`` semantics, NULL for NULL input."""
+    """SQLite's ``value REGEXP pattern``: ``re.search`` semantics, NULL for NULL input.
+
+    Called in the connections' threads; a :class:`Matcher` fills its caches while it
+    searches, so each thread keeps its own.
+    """
     if pattern is None or value is None:
         return None
-    return compile_regex(pattern).search(value)
+    matchers: dict[str, Matcher] | None = getattr(_per_thread, "matchers", None)
+    if matchers is None:
+        matchers = _per_thread.matchers = {}
+    matcher = matchers.get(pattern)
+    if matcher is None:
+        compile_regex(pattern)  # validates (cached)
+        if len(matchers) >= 256:
+            matchers.clear()
+        matcher = matchers[pattern] = Matcher(pattern)
+    return matcher.search(value)
 
 
 class Matcher:
-    """A compiled pattern whose :meth:`search` answers like ``re.search`` in linear time."""
+    """A compiled pattern whose :meth:`search` answers like ``re.search`` in linear time.
+
+    Not thread-safe (its DFA cache grows while it searches): one per thread.
+    """
 
     def __init__(self, pattern: str) -> None:
         try:

@@ -69,6 +69,9 @@ class Session:
 
     async def _transaction(self) -> DriverConnection:
         """The connection, inside a transaction (begun here if needed)."""
+        conn = self._conn
+        if conn is not None and self._in_tx and not self._failed and not self._closed:
+            return conn
         self._check_open()
         if self._failed:
             raise TransactionAborted(
@@ -202,19 +205,29 @@ class Session:
         On PostgreSQL, SQL without parameters may hold several statements.
         """
         conn = await self._transaction()
-        result: int = await self._run(conn.execute(sql, params))
-        return result
+        try:
+            return await conn.execute(sql, params)
+        except BaseException:
+            self._failed = True
+            raise
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
         conn = await self._transaction()
-        await self._run(conn.executemany(sql, rows))
+        try:
+            await conn.executemany(sql, rows)
+        except BaseException:
+            self._failed = True
+            raise
 
     async def fetch(self, sql: str, *params: Any) -> list[Record]:
         """All rows of a query as dicts (column name -> value)."""
         conn = await self._transaction()
-        result: list[Record] = await self._run(conn.fetch(sql, params))
-        return result
+        try:
+            return await conn.fetch(sql, params)
+        except BaseException:
+            self._failed = True
+            raise
 
     async def fetchrow(self, sql: str, *params: Any) -> Record | None:
         """The first row of a query as a dict, or None."""
@@ -223,8 +236,7 @@ class Session:
 
     async def fetchval(self, sql: str, *params: Any) -> Any:
         """The first column of the first row, or None when there is no row."""
-        conn = await self._transaction()
-        rows = await self._run(conn.fetch_rows(sql, params))
+        rows = await self._rows(sql, params)
         return rows[0][0] if rows else None
 
     async def iterate(self, sql: str, *params: Any, prefetch: int = 256) -> AsyncIterator[Record]:
@@ -249,8 +261,11 @@ class Session:
     async def _rows(self, sql: str, params: Sequence[Any]) -> list[Sequence[Any]]:
         """Result rows as sequences (the table layer's fast path)."""
         conn = await self._transaction()
-        result: list[Sequence[Any]] = await self._run(conn.fetch_rows(sql, params))
-        return result
+        try:
+            return await conn.fetch_rows(sql, params)
+        except BaseException:
+            self._failed = True
+            raise
 
     async def notify(self, channel: str, payload: str = "") -> None:
         """Send ``payload`` on ``channel`` when this transaction commits (PostgreSQL).

@@ -15,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -76,6 +75,7 @@ class SqliteDB(Database):
         self._max_size = 1 if self.memory else max_size
         self._idle: list[aiosqlite.Connection] = []
         self._all: set[aiosqlite.Connection] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._slots: asyncio.Semaphore | None = None
         self._write_lock: asyncio.Lock | None = None
 
@@ -95,10 +95,19 @@ class SqliteDB(Database):
         await self._release(conn)
 
     async def _close_backend(self) -> None:
+        while self._background:  # connects and releases that outlived a cancelled caller
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         idle, self._idle = self._idle, []
         for conn in idle:
             self._all.discard(conn)
             await conn.close()
+
+    def _in_background(self, awaitable: Any) -> asyncio.Future[Any]:
+        """Run ``awaitable`` to the end even if the caller is cancelled; close() waits."""
+        future: asyncio.Future[Any] = asyncio.ensure_future(awaitable)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+        return future
 
     async def _connect(self) -> aiosqlite.Connection:
         if not self.memory and not self._uri:
@@ -132,26 +141,56 @@ class SqliteDB(Database):
         assert self._write_lock is not None
         await bounded(self._slots.acquire(), self.busy_timeout, "a free SQLite connection")
         try:
-            conn = self._idle.pop() if self._idle else await self._connect()
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                # aiosqlite cannot cancel a connect cleanly: let it finish, keep the result.
+                connecting = self._in_background(self._connect())
+                try:
+                    conn = await asyncio.shield(connecting)
+                except asyncio.CancelledError:
+                    connecting.add_done_callback(self._adopt)
+                    raise
         except BaseException:
             self._slots.release()
             raise
         return _SqliteConnection(conn, self._write_lock, self.busy_timeout)
 
+    def _adopt(self, connecting: asyncio.Future[aiosqlite.Connection]) -> None:
+        """A connection made for a caller that was cancelled meanwhile: keep it idle."""
+        if connecting.cancelled() or connecting.exception() is not None:
+            return
+        conn = connecting.result()
+        if self._closed:
+            self._all.discard(conn)
+            self._in_background(conn.close())
+        else:
+            self._idle.append(conn)
+
     async def _release(self, conn: Any, *, discard: bool = False) -> None:
         assert isinstance(conn, _SqliteConnection)
-        assert self._slots is not None
         conn.release_write_lock()
+        # Finish even if the caller is cancelled: a half-released connection would be lost.
+        await asyncio.shield(self._in_background(self._finish_release(conn, discard)))
+
+    async def _finish_release(self, conn: _SqliteConnection, discard: bool) -> None:
+        assert self._slots is not None
         raw = conn.raw
-        if discard or self._closed or raw.in_transaction:
-            self._all.discard(raw)
-            try:
+        try:
+            if discard or conn.dirty or raw.in_transaction:
+                try:
+                    await conn.reset()
+                except Exception:
+                    discard = True
+                if self.memory:  # the database lives in its only connection: keep it
+                    discard = False
+            if discard or self._closed:
+                self._all.discard(raw)
                 await raw.close()
-            finally:
-                self._slots.release()
-            return
-        self._idle.append(raw)
-        self._slots.release()
+            else:
+                self._idle.append(raw)
+        finally:
+            self._slots.release()
 
     async def _migration_lock(self, session: Session, component: str) -> None:
         # A write transaction (BEGIN IMMEDIATE) holds the file's only write lock.
@@ -167,6 +206,8 @@ class _SqliteConnection:
         self._wait = wait
         self._holds_lock = False
         self._query_only = False
+        #: A BEGIN was interrupted (cancelled): it may still run; reset before reuse.
+        self.dirty = False
 
     async def execute(self, sql: str, params: Sequence[Any]) -> int:
         before = self.raw.total_changes
@@ -210,10 +251,14 @@ class _SqliteConnection:
 
     async def begin(self, *, readonly: bool) -> None:
         if readonly:
-            with _mapped_errors():
-                await self.raw.execute_fetchall("PRAGMA query_only = 1")
-                self._query_only = True
-                await self.raw.execute_fetchall("BEGIN")
+            self._query_only = True
+            try:
+                with _mapped_errors():
+                    await self.raw.execute_fetchall("PRAGMA query_only = 1")
+                    await self.raw.execute_fetchall("BEGIN")
+            except BaseException:
+                self.dirty = True
+                raise
             return
         await bounded(self._write_lock.acquire(), self._wait, "the write lock (another session)")
         self._holds_lock = True
@@ -221,6 +266,7 @@ class _SqliteConnection:
             with _mapped_errors():
                 await self.raw.execute_fetchall("BEGIN IMMEDIATE")
         except BaseException:
+            self.dirty = True
             self.release_write_lock()
             raise
 
@@ -248,6 +294,17 @@ class _SqliteConnection:
     def in_transaction(self) -> bool:
         return bool(self.raw.in_transaction)
 
+    async def reset(self) -> None:
+        """Back to autocommit and writable, whatever ran before (queued after it)."""
+        try:
+            await self.raw.execute_fetchall("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if "no transaction is active" not in str(exc):
+                raise
+        await self.raw.execute_fetchall("PRAGMA query_only = 0")
+        self._query_only = False
+        self.dirty = False
+
     def release_write_lock(self) -> None:
         if self._holds_lock:
             self._holds_lock = False
@@ -261,24 +318,44 @@ def _check_folder(path: str) -> None:
         raise DatabaseError(f"cannot open {path!r}: no directory {folder!r}")
 
 
-@contextmanager
-def _mapped_errors() -> Iterator[None]:
-    """sqlite3 errors as catalog errors (the original as ``__cause__``)."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise IntegrityError(str(exc)) from exc
-    except sqlite3.OperationalError as exc:
+def _mapped(exc: BaseException) -> BaseException | None:
+    """The catalog error for a sqlite3/aiosqlite error (None: leave it as it is)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(str(exc))
+    if isinstance(exc, sqlite3.OperationalError):
         message = str(exc)
         if message.startswith("no such table"):
             table = message.partition(":")[2].strip().removeprefix("main.")
-            raise MissingTable(message, table=table or None) from exc
+            return MissingTable(message, table=table or None)
         if "database is locked" in message or "database table is locked" in message:
-            raise CatalogBusy(message) from exc
-        raise DatabaseError(message) from exc
-    except sqlite3.Error as exc:
-        raise DatabaseError(str(exc)) from exc
-    except ValueError as exc:
-        if "closed" in str(exc).lower():  # aiosqlite: "Connection closed"
-            raise SessionClosedError(str(exc)) from exc
-        raise
+            return CatalogBusy(message)
+        return DatabaseError(message)
+    if isinstance(exc, sqlite3.Error):
+        return DatabaseError(str(exc))
+    if isinstance(exc, ValueError) and "closed" in str(exc).lower():
+        return SessionClosedError(str(exc))  # aiosqlite: "Connection closed"
+    return None
+
+
+class _ErrorMapper:
+    """``with _mapped_errors():`` re-raises driver errors as catalog errors (cheaply)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if exc is not None:
+            mapped = _mapped(exc)
+            if mapped is not None:
+                raise mapped from exc
+        return False
+
+
+_MAPPER = _ErrorMapper()
+
+
+def _mapped_errors() -> _ErrorMapper:
+    """sqlite3 errors as catalog errors (the original as ``__cause__``)."""
+    return _MAPPER

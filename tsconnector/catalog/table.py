@@ -9,7 +9,7 @@ version is still the one the row was read with, else it raises ``ConflictError``
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConflictError, MultipleRowsFound, RowNotFound
@@ -111,6 +111,25 @@ class Table:
         row.id = int(rows[0][0])
         row.version = 1
         row._table = self
+
+    async def new_many(self, rows: Iterable[Mapping[str, str]]) -> list[Row]:
+        """Insert many rows in one round trip; returns them with ids (in order) and version 1.
+
+        All rows are checked before anything is written.
+        """
+        new_rows = [Row(fields, table=self) for fields in rows]
+        for row in new_rows:
+            check_row_fields(row)
+        if not new_rows:
+            return []
+        ids = await self._sql.allocate_ids(self.session, self.name, len(new_rows))
+        await self._sql.insert_many(
+            self.session, self.name, ids, [_dumps(row) for row in new_rows]
+        )
+        for row, row_id in zip(new_rows, ids):
+            row.id = row_id
+            row.version = 1
+        return new_rows
 
     async def get(self, id: int) -> Row:
         """The row with this id, or ``RowNotFound``."""

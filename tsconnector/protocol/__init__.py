@@ -16,13 +16,23 @@ from .constants import (
     RequestType,
 )
 from .errors import SUCCESS_TYPES, error_message, exception_for, is_error_type
-from .frames import Frame, FrameDecoder, FrameError, check_byte, encode_frame, encode_header
+from .frames import (
+    Frame,
+    FrameDecoder,
+    FrameError,
+    OversizedFrame,
+    check_byte,
+    encode_frame,
+    encode_header,
+)
+from .nesting import MAX_NESTING, NestingError
 
 __all__ = [
     "EMPTY_ANSWERS",
     "HEADER",
     "HEADER_SIZE",
     "MAX_FRAME_SIZE",
+    "MAX_NESTING",
     "MICROSECOND",
     "MILLISECOND",
     "NANOSECOND",
@@ -34,6 +44,8 @@ __all__ = [
     "Frame",
     "FrameDecoder",
     "FrameError",
+    "NestingError",
+    "OversizedFrame",
     "RequestType",
     "check_byte",
     "encode_frame",

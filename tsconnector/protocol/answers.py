@@ -28,9 +28,10 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-import qpack
+import qpack  # type: ignore[import-untyped,unused-ignore]
 
 from .codec import unpack
+from .nesting import MAX_NESTING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -256,6 +257,7 @@ class _SeriesDecoder:
         self.padded = a = np.concatenate((buf, np.zeros(24, dtype=np.uint8)))
         n = len(buf)
         marker = self.ts_marker
+        assert marker is not None
         mask = a[: n - 1] == 0xEF
         mask &= a[1:n] == marker
         cand = np.flatnonzero(mask)
@@ -366,7 +368,8 @@ def _sign_extend(raw: np.ndarray, width: np.ndarray) -> np.ndarray:
     import numpy as np
 
     shift = (np.uint64(64) - width * np.uint64(8)) % np.uint64(64)
-    return (raw << shift).view(np.int64) >> shift.astype(np.int64)
+    extended: np.ndarray = (raw << shift).view(np.int64) >> shift.astype(np.int64)
+    return extended
 
 
 def _after(data: bytes, pos: int, count: int | None) -> int:
@@ -439,11 +442,13 @@ def _read(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, int]:
     """
     try:
         return _read_item(data, pos, limit)
-    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+    except (IndexError, struct.error, UnicodeDecodeError, TypeError) as exc:
         raise ValueError(f"malformed qpack data at byte {pos}: {exc}") from None
 
 
-def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, int]:
+def _read_item(
+    data: bytes, pos: int, limit: int | None = None, depth: int = 0
+) -> tuple[Any, int]:
     marker = data[pos]
     pos += 1
     if marker < 0x40:
@@ -463,6 +468,8 @@ def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, in
     if marker in _FIXED:
         fmt = _FIXED[marker]
         return struct.unpack_from(fmt, data, pos)[0], pos + struct.calcsize(fmt)
+    if marker >= 0xED and marker not in (0xF9, 0xFA, 0xFB) and depth >= MAX_NESTING:
+        raise ValueError(f"nested deeper than {MAX_NESTING} levels at byte {pos - 1}")
     if 0xED <= marker <= 0xF2 or marker == 0xFC:
         count = marker - 0xED if marker != 0xFC else None
         items: list[Any] = []
@@ -474,7 +481,7 @@ def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, in
             if count is None and (pos >= len(data) or data[pos] == 0xFE):
                 pos = min(pos + 1, len(data))
                 break
-            item, pos = _read_item(data, pos)
+            item, pos = _read_item(data, pos, None, depth + 1)
             items.append(item)
         return items, pos
     if 0xF3 <= marker <= 0xF8 or marker == 0xFD:
@@ -486,8 +493,8 @@ def _read_item(data: bytes, pos: int, limit: int | None = None) -> tuple[Any, in
             if pairs is None and (pos >= len(data) or data[pos] == 0xFF):
                 pos = min(pos + 1, len(data))
                 break
-            key, pos = _read_item(data, pos)
-            result[key], pos = _read_item(data, pos)
+            key, pos = _read_item(data, pos, None, depth + 1)
+            result[key], pos = _read_item(data, pos, None, depth + 1)
         return result, pos
     if marker in (0xF9, 0xFA, 0xFB):
         return (True, False, None)[marker - 0xF9], pos

@@ -44,26 +44,48 @@ def encode_frame(pid: int, tp: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(len(payload), pid % PID_MODULUS, tp, tp ^ 0xFF) + payload
 
 
+class OversizedFrame(NamedTuple):
+    """The header of a frame over the decoder's limit whose payload is being skipped."""
+
+    pid: int
+    tp: int
+    length: int
+
+
 class FrameDecoder:
     """Turns an arbitrary sequence of byte chunks into frames.
 
     ``feed`` accepts frames split across reads and many frames in one read. A wrong
-    check byte or a declared length over ``max_frame_size`` raises :class:`FrameError`;
-    the decoder is unusable afterwards (as the stream is).
+    check byte raises :class:`FrameError`; so does a declared length over
+    ``max_frame_size`` unless ``skip_oversized``: then the frame's payload is discarded
+    as it arrives (never buffered), its header is added to :attr:`oversized`, and the
+    stream stays usable. After a FrameError the decoder is unusable (as the stream is).
     """
 
-    __slots__ = ("_buf", "_failed", "_pos", "max_frame_size")
+    __slots__ = ("_buf", "_failed", "_pos", "_skip", "max_frame_size", "oversized",
+                 "skip_oversized")
 
-    def __init__(self, max_frame_size: int = MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self, max_frame_size: int = MAX_FRAME_SIZE, *, skip_oversized: bool = False
+    ) -> None:
         self._buf = bytearray()
         self._pos = 0
         self.max_frame_size = max_frame_size
+        self.skip_oversized = skip_oversized
         self._failed = False
+        self._skip = 0
+        #: Headers of oversized frames seen so far (the caller clears the list).
+        self.oversized: list[OversizedFrame] = []
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned as a frame."""
         return len(self._buf) - self._pos
+
+    @property
+    def skipping(self) -> int:
+        """Bytes of an oversized frame still to be discarded."""
+        return self._skip
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         """Add received bytes; return every frame completed by them, in order.
@@ -73,6 +95,12 @@ class FrameDecoder:
         """
         if self._failed:
             raise FrameError("decoder failed earlier; the stream cannot be resynchronised")
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = memoryview(data)[self._skip :]
+            self._skip = 0
         buf = self._buf
         if self._pos == len(buf):
             if buf:
@@ -95,12 +123,20 @@ class FrameDecoder:
                     raise FrameError(
                         f"invalid check byte {check} for package type {tp} (pid {pid})", frames
                     )
-                if length > limit:
-                    self._failed = True
-                    raise FrameError(
-                        f"frame of {length} bytes exceeds the limit of {limit} bytes", frames
-                    )
                 stop = pos + HEADER_SIZE + length
+                if length > limit:
+                    if not self.skip_oversized:
+                        self._failed = True
+                        raise FrameError(
+                            f"frame of {length} bytes exceeds the limit of {limit} bytes", frames
+                        )
+                    self.oversized.append(OversizedFrame(pid, tp, length))
+                    if stop > end:
+                        self._skip = stop - end
+                        pos = end
+                        break
+                    pos = stop
+                    continue
                 if stop > end:
                     break
                 frames.append(Frame(pid, tp, bytes(view[pos + HEADER_SIZE : stop])))

@@ -33,7 +33,7 @@ from itertools import pairwise
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-import qpack
+import qpack  # type: ignore[import-untyped,unused-ignore]
 
 from ..timeutil import INT64_MAX, INT64_MIN, Rounding, datetime64_to_db, parse_precision, to_db_time
 
@@ -72,12 +72,14 @@ def pack_insert(
     """
     if not validate:
         try:
-            return qpack.packb(data)
+            packed: bytes = qpack.packb(data)
+            return packed
         except Exception:
             pass  # numpy/pandas objects, datetimes, bad values: look closer below
     parts = _Packer(precision, rounding, validate).pack(data)
     if any(type(part) is _GroupBlock for part in parts):
-        return _assemble(parts, 0).tobytes()
+        blob: bytes = _assemble(parts, 0).tobytes()
+        return blob
     return b"".join(parts)
 
 
@@ -171,7 +173,7 @@ class _Batch:
             )
         rec = np.empty(total, dtype=_record_dtype(_ts_width(ts), vkind))
         _fill_records(rec, ts, markers, values)
-        raw = memoryview(rec.view(np.uint8))
+        raw = rec.view(np.uint8).data
         width = rec.dtype.itemsize
         pos = 0
         for slot, size in zip(self.slots, sizes):
@@ -305,7 +307,7 @@ class _GroupBlock:
         blocks["open"] = _array_head(count)[0]
         points = blocks["points"]
         marker = _VALUE_MARKER[self.kind]
-        if self.ts is None:
+        if self.ts is None or self.values is None:
             for row, ts, values in zip(points, self.ts_list, self.val_list):
                 _fill_records(row, ts, marker, values)
         else:
@@ -368,9 +370,9 @@ def _fill_records(rec: np.ndarray, ts: np.ndarray, markers: Any, values: np.ndar
 
     u64 = np.uint64
     bits = ts.view(u64) if ts.dtype.kind == "i" else ts.astype(np.int64).view(u64)
-    vm = u64(markers) if np.isscalar(markers) else np.asarray(markers, dtype=u64)
+    vm: Any = u64(markers) if isinstance(markers, int) else np.asarray(markers, dtype=u64)
     word = bits << u64(16)
-    if "d" in rec.dtype.names:
+    if "d" in (rec.dtype.names or ()):
         word |= u64(0xEBEF)
         rec["c"] = word
         high = bits >> u64(48)
@@ -400,7 +402,8 @@ def _record_dtype(ts_width: int, vkind: str) -> Any:
                 "formats": ["<u8", "<u4", value],
                 "offsets": [0, 8, 11],
             }
-        dtype = np.dtype({**spec, "itemsize": 15 if ts_width == 4 else 19})
+        layout: Any = {**spec, "itemsize": 15 if ts_width == 4 else 19}
+        dtype = np.dtype(layout)
         _RECORDS[key] = dtype
     return dtype
 
@@ -754,7 +757,8 @@ def _series_values(series: Any, name: Any) -> Any:
 def _passthrough(obj: Any, name: Any) -> bytes:
     """qpack ``obj`` as it is, with errors that name the series."""
     try:
-        return qpack.packb(obj)
+        packed: bytes = qpack.packb(obj)
+        return packed
     except Exception as exc:
         _find_overflow(obj, name)
         where = "payload" if name is None else f"series {name!r}"

@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import uuid as uuid_mod
 
-import qpack
-
 from ..protocol import RequestType
 from .model import Database
-from .wire import CLOSE_ARRAY, OPEN_ARRAY
+from .wire import CLOSE_ARRAY, OPEN_ARRAY, packb
 
 _SHARD_MASK = 9104  # the value SiriDB 2.0.55 writes after the expiration settings
 
@@ -28,16 +26,16 @@ def file_payload(tp: int, db: Database, host: str, server_port: int, salt: str) 
     """The RES_FILE payload for request type ``tp`` about ``db``."""
     db_uuid = uuid_mod.UUID(db.uuid).bytes
     if tp == RequestType.FILE_SERVERS:
-        return OPEN_ARRAY + qpack.packb(1) + qpack.packb([db_uuid, host, server_port, 0])
+        return OPEN_ARRAY + packb(1) + packb([db_uuid, host, server_port, 0])
     if tp == RequestType.FILE_USERS:
         users = [
-            qpack.packb([u.name, _password_hash(u.name, u.password, salt), u.access])
+            packb([u.name, _password_hash(u.name, u.password, salt), u.access])
             for u in db.users.values()
         ]
-        return OPEN_ARRAY + qpack.packb(1) + b"".join(users)
+        return OPEN_ARRAY + packb(1) + b"".join(users)
     if tp == RequestType.FILE_GROUPS:
-        groups = [qpack.packb([g.name, g.expression]) for g in db.groups.values()]
-        return OPEN_ARRAY + qpack.packb(1) + b"".join(groups)
+        groups = [packb([g.name, g.expression]) for g in db.groups.values()]
+        return OPEN_ARRAY + packb(1) + b"".join(groups)
     fields = [
         7,
         db_uuid,
@@ -55,4 +53,4 @@ def file_payload(tp: int, db: Database, host: str, server_port: int, salt: str) 
         None,
         _SHARD_MASK,
     ]
-    return OPEN_ARRAY + b"".join(qpack.packb(f) for f in fields) + CLOSE_ARRAY
+    return OPEN_ARRAY + b"".join(packb(f) for f in fields) + CLOSE_ARRAY

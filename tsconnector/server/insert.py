@@ -60,7 +60,8 @@ def _decode_run(run: bytes) -> list[Any]:
             ):
                 fmt = struct.Struct("<xx" + ts_fmt[0] + "x" + val_fmt[0])
                 return list(fmt.iter_unpack(run))
-    return qpack.unpackb(b"\xfc" + run + b"\xfe")
+    points: list[Any] = qpack.unpackb(b"\xfc" + run + b"\xfe")
+    return points
 
 
 class InsertRejected(Exception):
@@ -104,9 +105,10 @@ def _series_name(raw: Any) -> str | None:
     if not raw or len(raw) >= SERIES_NAME_LEN_MAX:
         return None
     try:
-        return raw.decode("utf-8")
+        name: str = raw.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    return name
 
 
 def _prefix_of(raw: bytes, word: bytes) -> bool:

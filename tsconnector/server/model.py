@@ -1,9 +1,10 @@
 """The embedded server's data model: databases, series, users, groups and tags in memory.
 
 Every change goes through :meth:`Database.commit` as a plain record (a tuple of
-msgpack-friendly values). ``commit`` hands the record to the journal (the write-ahead
-log, when the server is durable) and then applies it; recovery replays the same records
-through :meth:`Database.apply`, so the in-memory state is always what the log says.
+msgpack-friendly values). ``commit`` applies it, or hands it to the journal (the
+write-ahead log, when the server is durable), which applies it once it is on disk;
+recovery replays the same records through :meth:`Database.apply`, so the in-memory
+state is always what the log says.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def coerce_value(tp: SeriesType, value: Value) -> Value:
         if isinstance(value, float):
             if value != value or value in (float("inf"), float("-inf")):
                 return 0
+            if not -(2**63) <= value < 2**63:
+                return -(2**63)  # what SiriDB's (int64_t) cast gives on x86-64
             return int(value)
         return 0
     if tp == "float":
@@ -172,7 +175,7 @@ def type_of(value: Value) -> SeriesType:
     return "integer"
 
 
-Journal = Callable[[Record], None]
+Journal = Callable[[Record], Any]
 
 
 class Database:
@@ -207,9 +210,10 @@ class Database:
 
     # -- the commit path -------------------------------------------------------------
     def commit(self, record: Record) -> Any:
-        """Journal ``record`` (write-ahead) and apply it; returns what apply returns."""
+        """Apply ``record`` now (returning what apply returns), or, with a journal, hand
+        it to the journal, which applies it once it is durable (log first, then apply)."""
         if self.journal is not None:
-            self.journal(record)
+            return self.journal(record)
         return self.apply(record)
 
     def apply(self, record: Record) -> Any:

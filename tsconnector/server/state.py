@@ -1,7 +1,9 @@
-"""What every connection of one embedded server shares: databases, stores, accounts."""
+"""What every connection of one embedded server shares: databases, stores, accounts,
+limits, the internal-error record and the rate-limited log."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -9,7 +11,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import MAX_FRAME_SIZE
+from .internal import InternalErrors
+from .limits import DEFAULT_LIMITS, ServerLimits
 from .model import Database
+from .ratelog import RateLimitedLog
 from .service import ServiceAccounts
 
 if TYPE_CHECKING:
@@ -43,6 +48,13 @@ class ServerState:
     execute: Callable[[Any, str, int | None], tuple[int, Any]] = field(
         default_factory=_default_execute
     )
+    limits: ServerLimits = DEFAULT_LIMITS
+    rate_log: RateLimitedLog = field(
+        default_factory=lambda: RateLimitedLog(logging.getLogger("tsconnector.server"))
+    )
+    internal: InternalErrors = field(default_factory=InternalErrors)
+    #: Called by a connection when it is gone (the app resumes accepting).
+    on_connection_lost: Callable[[], None] = lambda: None
 
     @property
     def server_name(self) -> str:

@@ -7,10 +7,13 @@ maps inside arrays are fixed maps. Plain qpack (``qpack.packb``) is used for sca
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import qpack
+
+#: ``qpack.packb`` with its type spelled out (the package ships no annotations).
+packb: Callable[[Any], bytes] = qpack.packb
 
 OPEN_MAP = b"\xfd"
 CLOSE_MAP = b"\xff"
@@ -24,12 +27,12 @@ _TIMEIT_KEY = "__timeit__"
 
 def error_payload(message: str) -> bytes:
     """``{"error_msg": message}`` as SiriDB sends it."""
-    return OPEN_MAP + b"\x89error_msg" + qpack.packb(message)
+    return OPEN_MAP + b"\x89error_msg" + packb(message)
 
 
 def success_payload(message: str) -> bytes:
     """``{"success_msg": message}`` as SiriDB sends it."""
-    return OPEN_MAP + b"\x8bsuccess_msg" + qpack.packb(message)
+    return OPEN_MAP + b"\x8bsuccess_msg" + packb(message)
 
 
 def pack_answer(obj: Any) -> bytes:
@@ -39,12 +42,12 @@ def pack_answer(obj: Any) -> bytes:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj)
     if not isinstance(obj, Mapping):
-        return qpack.packb(obj)
+        return packb(obj)
     columns = obj.get("columns")
     rows = isinstance(columns, list) and all(isinstance(c, str) for c in columns)
     parts = [OPEN_MAP]
     for key, value in obj.items():
-        parts.append(qpack.packb(key))
+        parts.append(packb(key))
         if key == _TIMEIT_KEY and isinstance(value, list):
             # SiriDB appends the timing list last and never closes it.
             parts.append(OPEN_ARRAY)
@@ -57,10 +60,10 @@ def pack_answer(obj: Any) -> bytes:
 def _pack_plain(obj: dict[Any, Any]) -> bytes:
     """A map without rows or timings (select answers, messages): the open map, each
     value packed as :func:`_pack_value` would, with point lists packed in one C call."""
-    packb = qpack.packb
+    pack = packb
     parts = [OPEN_MAP]
     for key, value in obj.items():
-        parts.append(packb(key))
+        parts.append(pack(key))
         if type(value) is list and value and all(map(_is_point, value)):
             parts.append(_pack_points(value))
         else:
@@ -81,11 +84,11 @@ def _pack_value(value: Any, rows: bool) -> bytes:
     if type(value) is list and not rows and value and all(map(_is_point, value)):
         return _pack_points(value)  # the common series answer, without ABC checks
     if isinstance(value, _SCALARS):
-        return qpack.packb(value)
+        return packb(value)
     if isinstance(value, Mapping):
         n = len(value)
         head = bytes([_FIXED_MAP_BASE + n]) if n <= 5 else OPEN_MAP
-        body = b"".join(qpack.packb(k) + _pack_value(v, rows) for k, v in value.items())
+        body = b"".join(packb(k) + _pack_value(v, rows) for k, v in value.items())
         return head + body + (b"" if n <= 5 else CLOSE_MAP)
     if isinstance(value, Sequence):
         if not rows and value and all(map(_is_point, value)):
@@ -95,18 +98,18 @@ def _pack_value(value: Any, rows: bool) -> bytes:
             + b"".join(_pack_item(item, rows) for item in value)
             + CLOSE_ARRAY
         )
-    return qpack.packb(value)
+    return packb(value)
 
 
 def _pack_item(item: Any, rows: bool) -> bytes:
     if not rows and _is_point(item):
-        return ARRAY2 + qpack.packb(item[0]) + qpack.packb(item[1])
+        return ARRAY2 + packb(item[0]) + packb(item[1])
     return _pack_value(item, rows)
 
 
 def _pack_points(points: Sequence[Any]) -> bytes:
     """A list of ``[ts, value]`` points: one C call, header fixed to an open array."""
-    packed = qpack.packb(points if isinstance(points, list) else list(points))
+    packed = packb(points if isinstance(points, list) else list(points))
     if len(points) >= 6:
         return packed  # qpack already wrote 0xfc ... 0xfe
     return OPEN_ARRAY + packed[1:] + CLOSE_ARRAY
