@@ -11,8 +11,9 @@ For each catalog backend (a SQLite file, and PostgreSQL when reachable at ``--pg
    ``MessageStore.write`` (count, log, insert into the embedded server, commit); each
    point carries the time it was written, and a subscription's handler takes the
    difference. The subscriber runs in this process (woken at once) and in another
-   process (PostgreSQL: LISTEN/NOTIFY; SQLite: polling every 0.1 s). The reference is the
-   write itself (``store.write`` from call to return).
+   process (PostgreSQL: LISTEN/NOTIFY; SQLite: polling every 0.1 s). Writes start at
+   random moments (0-100 ms apart). The reference is the write itself (``store.write``
+   from call to return).
 
 Run: ``python benchmarks/bench_aggregate.py [--runs 5] [--messages 20000] [--samples 200]
 [--pg postgresql://postgres@127.0.0.1:5432/test]``. The embedded server runs in a
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import random
 import secrets
 import statistics
 import sys
@@ -187,7 +189,10 @@ async def latency_case(
     writes: list[float] = []
     latencies: list[float] = []
     try:
+        pause = random.Random(7)
         for i in range(samples + 10):
+            # arrivals at random moments, not in step with the subscriber's polling
+            await asyncio.sleep(pause.uniform(0, 0.1))
             started = time.time()
             await store.write(f"lat.{i % 8}", [[i + 1, started]])
             writes.append(time.time() - started)
