@@ -30,7 +30,10 @@ store; a missed point can stay hidden while the store holds an identical extra p
 the same series and window (a teed insert that the server then failed to apply); with
 no barrier delivered (tee not configured or unreachable) nothing is caught up, and the
 report says so. Use one receiver per database, and one way in per store (the tee also
-forwards what a journal writer inserts).
+forwards what a journal writer inserts). In a cluster with replicas, a pool's points are
+teed by whichever of its servers received them, each on its own connection, so the
+barrier must pass through every server: give ``barrier_clients`` (one single-host
+``TsClient`` per server). Without replicas the receiver's own client is enough.
 """
 
 from __future__ import annotations
@@ -224,7 +227,10 @@ class TeeReceiver:
             except (asyncio.CancelledError, Exception):
                 pass
         if self._consumer is not None:
-            await self.drain()
+            try:
+                await self.drain()
+            except asyncio.TimeoutError:  # the catalog is stuck: the next reconcile repairs
+                log.error("tee: closing with %d packages not stored", self._queue.qsize())
             self._consumer.cancel()
             try:
                 await self._consumer
