@@ -362,7 +362,7 @@ class TeeReceiver:
             k += pools
             await self.client.insert({n: [[0, 0]] for n in names})
             answer = await self.client.query(
-                "list series name, pool where name =~ $1", params=[names_regex(names)]
+                "list series name, pool $1", params=[names_regex(names)]
             )
             for name, pool in answer.get("series", []):
                 found.setdefault(int(pool), str(name))
