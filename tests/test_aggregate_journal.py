@@ -8,8 +8,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from aggregate_helpers import SHARED, Workers
 from catalog_backends import Backend
-from test_aggregate_projector import SHARED, Workers
 
 from tsconnector.aggregate import JournalAmbiguous, MessageStore
 from tsconnector.catalog import Database

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 from typing import Any
@@ -79,6 +80,18 @@ async def test_writer_buffers_groups_and_flushes_on_close(
         assert len(await server_points(tsclient, name)) == 4
 
 
+async def test_writer_flushes_on_its_interval(catalog_db: Database, tsclient: TsClient) -> None:
+    store = new_store(catalog_db, tsclient)
+    async with store.writer(max_points=1000, flush_interval=0.01) as w:
+        await w.add("tick", [[1, 1.0], [2, 2.0]])
+        deadline = asyncio.get_running_loop().time() + 30
+        while w.stats["points"] < 2:  # written by the writer's timer, not by close()
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert w.positions == [("tick", 1, 1)]
+    assert len(await server_points(tsclient, "tick")) == 2
+
+
 async def test_rejected_insert_leaves_no_journal_entry(
     catalog_db: Database, tsclient: TsClient
 ) -> None:
@@ -146,6 +159,10 @@ async def test_projector_gives_gapless_positions_and_reads(catalog_db: Database)
     assert all(s.next_message_position == 0 for s in stats)
     limited = await stream.get_partition_statistics(position_limits=dict(maxpos))
     assert limited == []
+    some = await stream.get_partition_statistics(position_limits={p0: 0}, result_limit=1)
+    assert len(some) == 1
+    if some[0].partition_number == p0:
+        assert some[0].next_message_position == 1
     # time: the first message at or after t in each partition, else the next position
     at = await stream.time_to_positions(200)
     for p, pos in at.items():

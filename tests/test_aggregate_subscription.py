@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aggregate_helpers import SHARED, Workers, wait_until
 from catalog_backends import Backend
-from test_aggregate_projector import SHARED, Workers, wait_until
 
 from tsconnector.aggregate import (
     AckStrategy,
