@@ -80,6 +80,21 @@ async def test_writer_buffers_groups_and_flushes_on_close(
         assert len(await server_points(tsclient, name)) == 4
 
 
+async def test_concurrent_writes_of_one_series_are_serialised(
+    catalog_db: Database, tsclient: TsClient
+) -> None:
+    store = await new_store(catalog_db, tsclient).open()
+    positions = await asyncio.gather(
+        *(store.write("same", [[i, float(i)]]) for i in range(10)),
+        store.write_many({"same": [[100, 1.0]], "other": [[1, 1.0]]}),
+    )
+    versions = [*(p.version for p in positions[:10]), positions[10][0].version]
+    assert sorted(versions) == list(range(1, 12))
+    assert len(await server_points(tsclient, "same")) == 11
+    assert await store.journal() == []
+    assert store._series_locks == {}
+
+
 async def test_writer_flushes_on_its_interval(catalog_db: Database, tsclient: TsClient) -> None:
     store = new_store(catalog_db, tsclient)
     async with store.writer(max_points=1000, flush_interval=0.01) as w:

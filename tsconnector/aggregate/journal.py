@@ -34,7 +34,8 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -123,15 +124,50 @@ async def _release(store: MessageStore, names: list[str]) -> None:
         await s.commit()
 
 
+@asynccontextmanager
+async def local_locks(store: MessageStore, names: Sequence[str]) -> AsyncIterator[None]:
+    """Serialise this store object's own tasks on ``names`` (leases are per owner, so two
+    tasks of one owner would otherwise both hold a series' lease)."""
+    locks = store._series_locks
+
+    def unuse(name: str) -> None:
+        locks[name][1] -= 1
+        if locks[name][1] == 0:
+            del locks[name]
+
+    taken: list[str] = []
+    try:
+        for name in sorted(set(names)):
+            entry = locks.setdefault(name, [asyncio.Lock(), 0])
+            entry[1] += 1
+            try:
+                await entry[0].acquire()
+            except BaseException:
+                unuse(name)
+                raise
+            taken.append(name)
+        yield
+    finally:
+        for name in reversed(taken):
+            locks[name][0].release()
+            unuse(name)
+
+
 async def write_group(store: MessageStore, batches: Sequence[PointBatch]) -> list[MessagePosition]:
     """Steps 1-4 for ``batches``; the positions of the messages, one per series."""
     await store.open()
-    client = store.client
-    if client is None:
+    if store.client is None:
         raise RuntimeError("this store has no client: it cannot write to the server")
     group = merge_batches(batches)
     if not group:
         return []
+    async with local_locks(store, [b.series for b in group]):
+        return await _write_locked(store, group)
+
+
+async def _write_locked(store: MessageStore, group: list[PointBatch]) -> list[MessagePosition]:
+    client = store.client
+    assert client is not None
     names = [b.series for b in group]
     await _take_leases(store, names, wait=store.lease_seconds)
     in_doubt = False  # an insert was sent and its outcome is unknown
@@ -385,13 +421,14 @@ async def recover(store: MessageStore, *, wait: float = 0.0) -> RecoveryReport:
         )
     report = RecoveryReport()
     for name in sorted(str(r["stream"]) for r in rows):
-        try:
-            await _take_leases(store, [name], wait=wait)
-        except JournalPending:
-            report.skipped_series.append(name)
-            continue
-        part = await _settle_entries(store, [name])  # an insert in doubt keeps the lease
-        await _release(store, [name])
+        async with local_locks(store, [name]):
+            try:
+                await _take_leases(store, [name], wait=wait)
+            except JournalPending:
+                report.skipped_series.append(name)
+                continue
+            part = await _settle_entries(store, [name])  # an insert in doubt keeps the lease
+            await _release(store, [name])
         report.committed += part.committed
         report.inserted += part.inserted
         report.ambiguous.extend(part.ambiguous)
@@ -413,11 +450,12 @@ async def resolve(
         return None
     name = str(row["stream"])
     batch = decode_points(name, row["payload"])
-    await _take_leases(store, [name], wait=store.lease_seconds)
-    if not inserted:
-        await _insert_or_doubt(store, {name: batch.points()})
-    position = await _commit_entry(store, row, batch)
-    await _release(store, [name])
+    async with local_locks(store, [name]):
+        await _take_leases(store, [name], wait=store.lease_seconds)
+        if not inserted:
+            await _insert_or_doubt(store, {name: batch.points()})
+        position = await _commit_entry(store, row, batch)
+        await _release(store, [name])
     return position
 
 

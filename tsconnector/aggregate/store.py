@@ -91,6 +91,8 @@ class MessageStore:
         self.owner = f"{uuid.uuid4().hex}"
         self._id: int | None = None
         self._precision: int | None = None
+        #: In-process locks of the series being written: name -> [lock, users].
+        self._series_locks: dict[str, list[Any]] = {}
         #: Series whose insert is in doubt -> monotonic time its lease runs out.
         self._in_doubt: dict[str, float] = {}
         #: Test hook: called with ``"logged"`` and ``"inserted"`` by the journal.
