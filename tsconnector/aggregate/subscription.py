@@ -132,6 +132,7 @@ class Subscription:
         self._stopping = False
         self._wakeup: Wakeup | None = None
         self._stats = SubscriptionStats()
+        self._pass_lock: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
         return f"Subscription({self.name!r}, stream={self.stream.name!r})"
@@ -280,8 +281,15 @@ class Subscription:
     async def run_once(self) -> int:
         """One pass over every partition with work that no other worker holds.
 
-        Returns how many messages were handled (dead letters included).
+        Returns how many messages were handled (dead letters included). Calls on one
+        object run one after another (its leases are one owner's).
         """
+        if self._pass_lock is None:
+            self._pass_lock = asyncio.Lock()
+        async with self._pass_lock:
+            return await self._run_once()
+
+    async def _run_once(self) -> int:
         await self.open()
         if self.project:
             await self.stream.projector.update_full()
