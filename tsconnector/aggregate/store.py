@@ -63,6 +63,8 @@ def stored_message(row: dict[str, Any]) -> StoredMessage:
 class MessageStore:
     """A named message store in ``catalog``; ``client`` is the server its points go to.
 
+    ``name``: 1..63 characters of a-z, 0-9, ``_``, ``.`` and ``-``.
+
     ``await store.open()`` (or ``async with store``) creates the catalog tables when
     needed; the other methods open it on first use. ``client`` may be None for a store
     that is only read. ``lease_seconds`` is how long a journal writer owns the series it
