@@ -15,7 +15,7 @@ letters::
     await sub.run()
 
 Modules: :mod:`.interfaces` (value types, protocols), :mod:`.store`, :mod:`.journal`,
-:mod:`.tee` and :mod:`.teeframes` (the ways in), :mod:`.stream`, :mod:`.projector`,
+:mod:`.writer`, :mod:`.tee` and :mod:`.teeframes` (the ways in), :mod:`.stream`, :mod:`.projector`,
 :mod:`.subscription`, :mod:`.partitioner`, :mod:`.leases`, :mod:`.wakeup`,
 :mod:`.schema` (tables), :mod:`.serverview` (counting points on the server).
 """
@@ -47,13 +47,14 @@ from .interfaces import (
     SubscriptionMessage,
     SubscriptionStats,
 )
-from .journal import JournalWriter, RecoveryReport
+from .journal import RecoveryReport
 from .partitioner import SeriesNamePartitioner
 from .projector import StreamProjector
 from .store import MessageStore
 from .stream import AggregatedStream
 from .subscription import Subscription
 from .tee import ReconcileReport, TeeReceiver
+from .writer import JournalWriter
 
 __all__ = [
     "AckStrategy",

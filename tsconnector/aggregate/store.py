@@ -35,9 +35,10 @@ from .wakeup import notify, store_channel, wake_local
 
 if TYPE_CHECKING:
     from ..client import TsClient
-    from .journal import JournalWriter, RecoveryReport
+    from .journal import RecoveryReport
     from .stream import AggregatedStream
     from .tee import TeeReceiver
+    from .writer import JournalWriter
 
 MESSAGE_COLUMNS = "global_position, message_id, stream, version, added_at, source, payload"
 
@@ -287,7 +288,7 @@ class MessageStore:
 
     def writer(self, **options: Any) -> JournalWriter:
         """A buffering journal writer: ``async with store.writer() as w: await w.add(...)``."""
-        from .journal import JournalWriter
+        from .writer import JournalWriter
 
         return JournalWriter(self, **options)
 
