@@ -213,6 +213,39 @@ async def test_time_to_positions_takes_datetimes(catalog_db: Database, tsclient:
     assert await stream.global_position_to_positions(1) == {0: 0}
 
 
+async def test_positions_are_64_bit(catalog_db: Database) -> None:
+    store = await new_store(catalog_db).open()
+    stream = await store.aggregated_stream("big", SeriesNamePartitioner(1), ["%"]).open()
+    await store.append({"a": [[1, 1]]})
+    await stream.projector.update_full()
+    async with catalog_db.session() as s:  # as if billions of messages came before
+        await s.execute(
+            "UPDATE tsconnector_agg_stores SET head = $1 WHERE id = $2", 2**40, store.store_id
+        )
+        await s.execute(
+            "UPDATE tsconnector_agg_streams SET projected = $1 WHERE id = $2",
+            2**40,
+            stream.stream_id,
+        )
+        await s.execute(
+            "UPDATE tsconnector_agg_partitions SET next_position = $1 WHERE stream_id = $2",
+            2**35,
+            stream.stream_id,
+        )
+        await s.commit()
+    assert await store.append({"a": [[2, 2]]}) == [("a", 2, 2**40 + 1)]
+    await stream.projector.update_full()
+    [latest] = [m async for m in stream.read_slice(0, 2**35, 10)]
+    assert (latest.position, latest.stored_message.global_position) == (2**35, 2**40 + 1)
+    assert await stream.global_position_to_positions(2**40 + 1) == {0: 2**35}
+    seen: list[int] = []
+    sub = stream.subscription("s", lambda m: seen.append(m.position), start_point=None)
+    await sub.seek(0, 2**35)
+    assert await sub.run_once() == 1
+    assert seen == [2**35]
+    assert await sub.positions() == {0: 2**35}
+
+
 async def test_store_truncate_empties_streams(catalog_db: Database) -> None:
     store = await new_store(catalog_db).open()
     stream = store.aggregated_stream("t", SeriesNamePartitioner(2), ["%"])
