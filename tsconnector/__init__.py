@@ -14,6 +14,7 @@ from .exceptions import (
     ClientClosedError,
     InsertError,
     InsertOutcomeUnknown,
+    InsertPartlyApplied,
     PoolError,
     ProtocolError,
     QueryError,
@@ -30,8 +31,10 @@ from .info import async_server_info
 from .protocol.constants import MICROSECOND, MILLISECOND, NANOSECOND, SECOND
 from .ql import Duration, Group, Name, Regex, Str, Time, quote_name, quote_regex, quote_str
 from .results import Series, to_arrays, to_dataframe
+from .routing import RoutingStats
 from .spool import SpoolCorrupted, SpoolLocked
 from .timeutil import from_db_time, to_db_time
+from .topology import ClusterServer, Topology
 from .version import __version__
 from .writer import BufferedWriter, BufferFull, WriterClosedError, WriterStats
 
@@ -45,6 +48,7 @@ __all__ = [
     "BufferFull",
     "BufferedWriter",
     "ClientClosedError",
+    "ClusterServer",
     "Duration",
     "Group",
     "HostEvent",
@@ -52,11 +56,13 @@ __all__ = [
     "HostStats",
     "InsertError",
     "InsertOutcomeUnknown",
+    "InsertPartlyApplied",
     "Name",
     "PoolError",
     "ProtocolError",
     "QueryError",
     "Regex",
+    "RoutingStats",
     "Series",
     "ServerAnswerError",
     "ServerError",
@@ -65,6 +71,7 @@ __all__ = [
     "SpoolLocked",
     "Str",
     "Time",
+    "Topology",
     "TsClient",
     "TsConnectionError",
     "TsConnectorError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +19,9 @@ from .exceptions import (
     AuthenticationError,
     ClientClosedError,
     InsertOutcomeUnknown,
+    InsertPartlyApplied,
     PoolError,
+    ServerAnswerError,
     ServerError,
     TsConnectionError,
     TsTimeoutError,
@@ -28,6 +31,9 @@ from .protocol import HEADER_SIZE, MAX_FRAME_SIZE, PRECISION_NAMES, RequestType,
 from .protocol.packer import PrecisionRequired, pack_insert_for_wire
 
 if TYPE_CHECKING:
+    from .discovery import AddressMap, TopologyWatcher
+    from .routing import RoutingStats
+    from .topology import Topology
     from .writer import BufferedWriter
 
 __all__ = ["TsClient", "check_insert_shape"]
@@ -35,6 +41,20 @@ __all__ = ["TsClient", "check_insert_shape"]
 log = logging.getLogger("tsconnector.client")
 
 InsertRetry = Literal["safe", "always"]
+
+_INSERTED = re.compile(r"Successfully inserted (\d+) point")
+#: InsertError texts of SiriDB 2.0.55 (``src/siri/db/insert.c``) sent after its own
+#: forwarding to another pool failed: the points of the receiving pool may be stored.
+_FORWARD_FAILED = ("Error occurred while sending points to at least", "Critical error occurred")
+
+
+class _Part:
+    """One part of an insert split per pool: whether it may have reached a server."""
+
+    __slots__ = ("maybe_applied",)
+
+    def __init__(self) -> None:
+        self.maybe_applied = False
 
 
 def check_insert_shape(data: Any) -> None:
@@ -73,6 +93,13 @@ class TsClient:
     ``async with``. ``timeout`` bounds each connection attempt; ``inactive_time`` is
     how long a host is skipped after a ServerError; reconnect waits grow from
     ``initial_retry_wait`` (1 s) up to ``max_wait_retry``.
+
+    ``discover=True`` makes it cluster-aware (README, "Clusters"): it reads the
+    cluster's servers and pools on connect and every ``discover_interval`` seconds,
+    adds servers missing from ``hostlist`` (at ``discover_address(address, port)``, by
+    default the back-end port shifted as the hostlist's servers show), avoids servers
+    whose status is not ``running`` and sends each series' points to a server of the
+    pool that owns it (SiriDB's lookup; ``signed_char=False`` for ARM servers).
     """
 
     def __init__(
@@ -93,6 +120,10 @@ class TsClient:
         pool_retry_wait: float = 2.0,
         close_timeout: float = 5.0,
         max_frame_size: int = MAX_FRAME_SIZE,
+        discover: bool = False,
+        discover_interval: float = 60.0,
+        discover_address: AddressMap | None = None,
+        signed_char: bool = True,
     ) -> None:
         self._hosts = parse_hostlist(hostlist)
         self._username = username
@@ -115,6 +146,11 @@ class TsClient:
         self._idle: asyncio.Future[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self._db_precision: int | None = None
+        self._discover = discover
+        self._discover_interval = discover_interval
+        self._discover_address = discover_address
+        self._signed_char = signed_char
+        self._watcher: TopologyWatcher | None = None
 
     # ------------------------------------------------------------- properties
 
@@ -163,6 +199,16 @@ class TsClient:
                 connection_options={"max_frame_size": self._max_frame_size},
                 events=self._events,
             )
+            if self._discover:
+                from .discovery import TopologyWatcher
+
+                self._watcher = TopologyWatcher(
+                    self._pool,
+                    interval=self._discover_interval,
+                    query_timeout=self._timeout,
+                    address_map=self._discover_address,
+                    signed_char=self._signed_char,
+                )
         return self._pool
 
     async def connect(self, timeout: float | None = None) -> list[BaseException | None]:
@@ -172,7 +218,38 @@ class TsClient:
         """
         if self._closed:
             raise ClientClosedError("the client is closed")
-        return await self._get_pool().connect(timeout)
+        pool = self._get_pool()
+        results = await pool.connect(timeout)
+        watcher = self._watcher
+        if watcher is not None:
+            if pool.any_connected:
+                try:
+                    await watcher.refresh()
+                    await watcher.connect_added()
+                except Exception as exc:  # routing waits for the next refresh
+                    log.warning("reading the cluster topology failed: %s", exc)
+            watcher.start()
+        return results
+
+    @property
+    def topology(self) -> Topology | None:
+        """The cluster's layout as last read (``discover=True``), else None."""
+        return self._watcher.topology if self._watcher is not None else None
+
+    @property
+    def routing_stats(self) -> RoutingStats | None:
+        """How inserts were routed (``discover=True``), else None."""
+        return self._watcher.stats if self._watcher is not None else None
+
+    async def refresh_topology(self) -> Topology:
+        """Read the cluster's layout now and apply it (``discover=True`` only)."""
+        if self._watcher is None:
+            raise RuntimeError("topology discovery is off: TsClient(..., discover=True)")
+        self._begin()
+        try:
+            return await self._watcher.refresh()
+        finally:
+            self._end()
 
     async def __aenter__(self) -> TsClient:
         results = await self.connect()
@@ -212,6 +289,23 @@ class TsClient:
         if retry not in ("safe", "always"):
             raise ValueError(f"retry must be 'safe' or 'always', not {retry!r}")
         check_insert_shape(data)
+        watcher = self._watcher
+        if watcher is not None:
+            plan = watcher.plan(data)
+            if plan is not None:
+                return await self._insert_routed(plan, timeout, retry, watcher)
+            watcher.stats.unrouted_inserts += 1
+        payload, framed = await self._pack_insert(data, timeout)
+        pool, loop = self._begin()
+        try:
+            return await self._insert_attempts(
+                pool, loop, payload, framed, data, loop.time() + timeout, retry
+            )
+        finally:
+            self._end()
+
+    async def _pack_insert(self, data: Any, timeout: float) -> tuple[bytes | memoryview, bool]:
+        """The wire payload of an insert and whether it is framed; size checked."""
         try:
             payload, framed = pack_insert_for_wire(
                 data, headroom=HEADER_SIZE, precision=self._db_precision
@@ -220,45 +314,114 @@ class TsClient:
             precision = await self.db_time_precision(min(timeout, 10))
             payload, framed = pack_insert_for_wire(data, headroom=HEADER_SIZE, precision=precision)
         self._check_size(len(payload) - HEADER_SIZE if framed else len(payload))
-        pool, loop = self._begin()
-        deadline = loop.time() + timeout
+        return payload, framed
+
+    async def _insert_attempts(
+        self,
+        pool: HostPool,
+        loop: asyncio.AbstractEventLoop,
+        payload: bytes | memoryview,
+        framed: bool,
+        data: Any,
+        deadline: float,
+        retry: InsertRetry,
+        owner: int | None = None,
+        part: _Part | None = None,
+    ) -> dict[str, Any]:
+        """Send one insert payload under the retry rules (DESIGN decision 1); with
+        ``owner``, to a server of that pool when one is ready."""
         tried: set[Host] = set()
         failure: BaseException | None = None
-        try:
-            while True:
-                host = await self._choose(pool, deadline, tried, failure)
-                try:
-                    answer: dict[str, Any] = await self._request(
-                        host, RequestType.INSERT, payload, deadline, framed=framed
-                    )
-                    return answer
-                except ServerError as exc:
-                    pool.mark_failed(host, exc)
-                    tried.add(host)  # it answers, but cannot take this call now
-                    failure = exc
-                except RequestNotSent as exc:
-                    pool.mark_failed(host, exc)
-                    failure = exc
-                except PoolError as exc:
-                    pool.record_failure(host, exc)
-                    await self._pause_after_pool_error(pool, deadline, exc)
-                except TsTimeoutError as exc:
-                    pool.record_failure(host, exc)
+        while True:
+            host = await self._choose(pool, deadline, tried, failure, owner)
+            if owner is not None:
+                self._count_route(host, owner)
+            try:
+                answer: dict[str, Any] = await self._request(
+                    host, RequestType.INSERT, payload, deadline, framed=framed
+                )
+                return answer
+            except ServerError as exc:
+                pool.mark_failed(host, exc)
+                tried.add(host)  # it answers, but cannot take this call now
+                failure = exc
+                self._poke_topology()
+            except RequestNotSent as exc:
+                pool.mark_failed(host, exc)
+                failure = exc
+            except PoolError as exc:
+                pool.record_failure(host, exc)
+                self._poke_topology()
+                await self._pause_after_pool_error(pool, deadline, exc)
+            except TsTimeoutError as exc:
+                pool.record_failure(host, exc)
+                if part is not None:
+                    part.maybe_applied = True
+                raise
+            except TsConnectionError as exc:
+                if part is not None:
+                    part.maybe_applied = True
+                if isinstance(exc, ClientClosedError):
                     raise
-                except TsConnectionError as exc:
-                    if isinstance(exc, ClientClosedError):
-                        raise
-                    pool.mark_failed(host, exc)
-                    if retry != "always":
-                        raise InsertOutcomeUnknown(
-                            f"connection to {host.address} lost after the insert was sent; "
-                            "it may or may not have been stored",
-                            data,
-                        ) from exc
-                    failure = exc
-                self._check_deadline(loop, deadline, "insert", failure)
+                pool.mark_failed(host, exc)
+                if retry != "always":
+                    raise InsertOutcomeUnknown(
+                        f"connection to {host.address} lost after the insert was sent; "
+                        "it may or may not have been stored",
+                        data,
+                    ) from exc
+                failure = exc
+            except ServerAnswerError as exc:
+                if part is not None and exc.message.startswith(_FORWARD_FAILED):
+                    part.maybe_applied = True  # SiriDB stored some, failed to forward some
+                raise  # otherwise the server refused it: not stored
+            except BaseException:
+                if part is not None:
+                    part.maybe_applied = True  # e.g. an undecodable answer
+                raise
+            self._check_deadline(loop, deadline, "insert", failure)
+
+    def _count_route(self, host: Host, owner: int) -> None:
+        watcher = self._watcher
+        if watcher is not None:
+            if host.cluster_pool == owner:
+                watcher.stats.routed_parts += 1
+            else:
+                watcher.stats.fallback_parts += 1
+
+    def _poke_topology(self) -> None:
+        if self._watcher is not None:
+            self._watcher.poke()
+
+    async def _insert_routed(
+        self, plan: dict[int, Any], timeout: float, retry: InsertRetry, watcher: TopologyWatcher
+    ) -> dict[str, Any]:
+        """Send each pool's part to a server of that pool, at the same time; every part
+        is packed before anything is sent, so bad data fails the whole call."""
+        parts = list(plan.items())
+        packed = [await self._pack_insert(part, timeout) for _, part in parts]
+        pool, loop = self._begin()
+        try:
+            deadline = loop.time() + timeout
+            if len(parts) == 1:
+                (owner, data), (payload, framed) = parts[0], packed[0]
+                return await self._insert_attempts(
+                    pool, loop, payload, framed, data, deadline, retry, owner
+                )
+            watcher.stats.split_inserts += 1
+            states = [_Part() for _ in parts]
+            outcomes = await asyncio.gather(
+                *(
+                    self._insert_attempts(
+                        pool, loop, payload, framed, data, deadline, retry, owner, state
+                    )
+                    for (owner, data), (payload, framed), state in zip(parts, packed, states)
+                ),
+                return_exceptions=True,
+            )
         finally:
             self._end()
+        return _combine_parts(parts, outcomes, states)
 
     # ----------------------------------------------------------------- query
 
@@ -315,6 +478,7 @@ class TsClient:
                     pool.mark_failed(host, exc)
                     tried.add(host)  # it answers, but cannot take this call now
                     failure = exc
+                    self._poke_topology()
                 except TsConnectionError as exc:
                     if isinstance(exc, ClientClosedError):
                         raise
@@ -322,6 +486,7 @@ class TsClient:
                     failure = exc
                 except PoolError as exc:
                     pool.record_failure(host, exc)
+                    self._poke_topology()
                     await self._pause_after_pool_error(pool, deadline, exc)
                 except TsTimeoutError as exc:
                     pool.record_failure(host, exc)
@@ -394,7 +559,12 @@ class TsClient:
             raise TsTimeoutError(f"{what} timed out{detail}") from failure
 
     async def _choose(
-        self, pool: HostPool, deadline: float, tried: set[Host], failure: BaseException | None
+        self,
+        pool: HostPool,
+        deadline: float,
+        tried: set[Host],
+        failure: BaseException | None,
+        owner: int | None = None,
     ) -> Host:
         """A host for the next attempt of a call.
 
@@ -408,7 +578,7 @@ class TsClient:
         assert loop is not None
         while True:
             try:
-                return pool.choose(True, exclude=tried)
+                return pool.choose(True, exclude=tried, pool=owner)
             except PoolError:
                 if pool.closing:
                     raise ClientClosedError("the client is closed") from None
@@ -474,6 +644,8 @@ class TsClient:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            self._watcher.close()
         pool = self._pool
         if pool is None:
             self._events.close()
@@ -526,3 +698,59 @@ class TsClient:
 
         parsed = resolve_dsn(dsn)
         return cls(parsed.username, parsed.password, parsed.dbname, parsed.hostlist, **options)
+
+
+def _combine_parts(
+    parts: list[tuple[int, Any]], outcomes: list[Any], states: list[_Part]
+) -> dict[str, Any]:
+    """The answer of a split insert, or the error that says exactly what was stored."""
+    from .routing import merge_parts, series_names
+
+    applied: list[Any] = []
+    not_applied: list[Any] = []
+    unknown: list[Any] = []
+    errors: list[BaseException] = []
+    answers: list[Any] = []
+    notes: list[str] = []
+    for (owner, data), outcome, state in zip(parts, outcomes, states):
+        if not isinstance(outcome, BaseException):
+            applied.append(data)
+            answers.append(outcome)
+            continue
+        errors.append(outcome)
+        if state.maybe_applied or not isinstance(outcome, Exception):
+            unknown.append(data)
+            verdict = "outcome unknown"
+        else:
+            not_applied.append(data)
+            verdict = "not stored"
+        count = len(series_names(data))
+        notes.append(
+            f"pool {owner} ({count} series) {verdict}: {type(outcome).__name__}: {outcome}"
+        )
+    if not errors:
+        return _merged_answer(answers)
+    if not applied and not unknown:
+        raise errors[0]  # nothing stored: the same error as an unsplit insert
+    rest = not_applied + unknown
+    raise InsertPartlyApplied(
+        f"insert split over {len(parts)} pools: {len(applied)} part(s) stored, "
+        f"{len(not_applied)} not stored, {len(unknown)} with unknown outcome; "
+        + "; ".join(notes),
+        applied=merge_parts(applied),
+        not_applied=merge_parts(not_applied),
+        unknown=merge_parts(unknown),
+        errors=errors,
+        payload=merge_parts(rest),
+    ) from errors[0]
+
+
+def _merged_answer(answers: list[Any]) -> dict[str, Any]:
+    """One success answer for the parts, counting their points as SiriDB words it."""
+    total = 0
+    for answer in answers:
+        match = _INSERTED.match(answer.get("success_msg", "")) if isinstance(answer, dict) else None
+        if match is None:
+            return dict(answers[0]) if isinstance(answers[0], dict) else {"success_msg": ""}
+        total += int(match.group(1))
+    return {"success_msg": f"Successfully inserted {total} point(s)."}

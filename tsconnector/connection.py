@@ -63,6 +63,10 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 #: While the connection paused itself (the transport did not), how often it checks
 #: whether the transport's buffer drained.
 _DRAIN_POLL = 0.01
+#: Linux only: acknowledge received data at once. SiriDB never sets TCP_NODELAY, so
+#: with Nagle's algorithm it holds an answer while the previous one is unacknowledged,
+#: and a delayed ACK (40 ms) would stall pipelined answers.
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 class RequestNotSent(TsConnectionError):
@@ -150,6 +154,7 @@ class Connection(asyncio.Protocol):
         self.label = label
         #: Number of requests currently waiting for an answer (abandoned pids excluded).
         self.in_flight = 0
+        self._quickack: Any = None  # the socket, while TCP_QUICKACK works on it
 
     # ------------------------------------------------------------------ state
 
@@ -191,6 +196,8 @@ class Connection(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            if _TCP_QUICKACK is not None:
+                self._quickack = sock
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail every request in flight, wake writers and report the loss once."""
@@ -238,6 +245,12 @@ class Connection(asyncio.Protocol):
         if self._decoder.oversized:
             self._refuse_oversized()
         self._resolve(frames)
+        if self.in_flight and self._quickack is not None:
+            # more answers are due: ACK at once so the server's Nagle does not hold them
+            try:
+                self._quickack.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                self._quickack = None
 
     def _refuse_oversized(self) -> None:
         """Fail the requests whose answers exceed the frame limit (being discarded)."""

@@ -63,6 +63,14 @@ class HostStats:
     reconnects: int = 0
     last_latency: float | None = None
     last_error: str | None = None
+    #: Requests waiting for an answer on this host's connection now.
+    in_flight: int = 0
+    #: With ``discover=True``: the server's SiriDB name (``address:port``), its pool and
+    #: status, and whether discovery added the host (it is not in the user's hostlist).
+    server_name: str | None = None
+    pool: int | None = None
+    status: str | None = None
+    discovered: bool = False
 
 
 Callback = Callable[[HostEvent], None]

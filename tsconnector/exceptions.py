@@ -93,5 +93,34 @@ class InsertOutcomeUnknown(TsConnectionError):
         self.payload = payload
 
 
+class InsertPartlyApplied(InsertOutcomeUnknown):
+    """An insert split per pool (``discover=True``) of which not every part is stored.
+
+    Each part went to its own server as its own request; some were stored and others
+    were not, or their outcome is unknown. ``applied`` holds the parts that were stored
+    (never send them again), ``not_applied`` the parts that surely were not (safe to send
+    again), ``unknown`` the parts that may or may not be stored (check first), each in
+    the form the data was given in (None when there is none); ``errors`` the error of
+    each failed part. ``payload`` is ``not_applied`` and ``unknown`` together: what a
+    caller that handles :class:`InsertOutcomeUnknown` checks and re-sends.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        applied: Any,
+        not_applied: Any,
+        unknown: Any,
+        errors: list[BaseException],
+        payload: Any,
+    ) -> None:
+        super().__init__(message, payload)
+        self.applied = applied
+        self.not_applied = not_applied
+        self.unknown = unknown
+        self.errors = errors
+
+
 class ClientClosedError(TsConnectionError):
     """The client was closed before or while the request was made."""

@@ -51,6 +51,16 @@ class Host:
         #: The latest connection attempt failed (and none succeeded since).
         self.connect_failed = False
         self.ever_connected = False
+        # Cluster facts (``discover=True``): the server's SiriDB name and pool, its
+        # status, and whether it may be chosen while a fit host exists.
+        self.server_name: str | None = None
+        self.cluster_pool: int | None = None
+        self.status: str | None = None
+        self.fit = True
+        #: Added by topology discovery (not in the user's hostlist).
+        self.discovered = False
+        #: The connection on which ``server_name`` was learned (identity is per connection).
+        self.identified_conn: Connection | None = None
 
     @property
     def address(self) -> str:
@@ -75,6 +85,11 @@ class Host:
             reconnects=self.reconnects,
             last_latency=self.last_latency,
             last_error=self.last_error,
+            in_flight=self.conn.in_flight if self.conn is not None else 0,
+            server_name=self.server_name,
+            pool=self.cluster_pool,
+            status=self.status,
+            discovered=self.discovered,
         )
 
     def __repr__(self) -> str:
@@ -190,6 +205,8 @@ class HostPool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self._weighted = any(h.weight != 1 for h in self.hosts)
+        #: Set once a cluster topology is known: choose by status and pool too.
+        self.tiered = False
 
     # ---------------------------------------------------------------- connect
 
@@ -261,6 +278,44 @@ class HostPool:
             return
         host.task = self._spawn(self._reconnect_loop(host), f"reconnect {host.address}")
 
+    def add_host(self, host: Host) -> None:
+        """Add a host found by topology discovery and connect it in the background."""
+        if self.closing:
+            return
+        self.hosts.append(host)
+        self._weighted = any(h.weight != 1 for h in self.hosts)
+        host.task = self._spawn(self._connect_new(host), f"connect {host.address}")
+
+    async def _connect_new(self, host: Host) -> None:
+        try:
+            await self._connect_host(host, self._connect_timeout)
+        except Exception as exc:
+            log.info("connecting to discovered server %s failed: %s", host.address, exc)
+            if host.task is asyncio.current_task():
+                host.task = None
+            self._start_reconnect(host)
+        else:
+            if host.task is asyncio.current_task():
+                host.task = None
+
+    def remove_host(self, host: Host) -> None:
+        """Drop a discovered host the cluster no longer lists: stop reconnecting it and
+        close its connection (requests still in flight on it fail, so callers drop only
+        idle hosts)."""
+        if host not in self.hosts:
+            return
+        self.hosts.remove(host)
+        self._weighted = any(h.weight != 1 for h in self.hosts)
+        if host.task is not None:
+            host.task.cancel()
+            host.task = None
+        self._cancel_inactive(host)
+        conn = host.conn
+        host.conn = None
+        if conn is not None:
+            conn.close()
+        self._set_state(host, HostState.CLOSED)
+
     async def _reconnect_loop(self, host: Host) -> None:
         """Retry ``host`` after 1 s, 2 s, 4 s... (capped, with jitter) until it is back."""
         wait = self._initial_retry_wait
@@ -309,23 +364,36 @@ class HostPool:
 
     # ---------------------------------------------------------------- choice
 
-    def choose(self, try_unavailable: bool = False, exclude: Collection[Host] = ()) -> Host:
-        """A ready host, random by weight, backups only when no other is ready.
+    def choose(
+        self,
+        try_unavailable: bool = False,
+        exclude: Collection[Host] = (),
+        pool: int | None = None,
+    ) -> Host:
+        """A ready host with the fewest requests in flight per unit of weight, ties
+        broken at random by weight; backups only when no other is ready.
 
         With ``try_unavailable`` a connected host skipped as inactive is accepted when
         nothing else is ready. Hosts in ``exclude`` (those that already failed the
-        call) are never chosen. Raises PoolError when no host qualifies.
+        call) are never chosen. Once the cluster's topology is known (``tiered``),
+        hosts whose status is unfit (re-indexing, synchronizing...) are chosen only
+        when no fit host is ready, and a host of ``pool`` is preferred. Raises
+        PoolError when no host qualifies.
         """
         ready = [
             h for h in self.hosts
             if h.state is HostState.READY and h.connected and h not in exclude
         ]
         if ready:
+            if self.tiered:
+                return self._pick_tiered(ready, pool)
             primary = [h for h in ready if not h.backup]
             return self._pick(primary or ready)
         if try_unavailable:
             connected = [h for h in self.hosts if h.connected and h not in exclude]
             if connected:
+                if self.tiered:
+                    return self._pick_tiered(connected, pool)
                 primary = [h for h in connected if not h.backup]
                 return self._pick(primary or connected)
         if self.closing:
@@ -357,11 +425,35 @@ class HostPool:
         return "; ".join(parts)
 
     def _pick(self, hosts: list[Host]) -> Host:
+        """Least outstanding requests per unit of weight; ties at random by weight (so
+        an idle pool spreads calls by weight, a busy one keeps the load in proportion)."""
         if len(hosts) == 1:
             return hosts[0]
+        least = -1.0
+        best: list[Host] = []
+        for host in hosts:
+            conn = host.conn
+            load = conn.in_flight / host.weight if conn is not None else 0.0
+            if load < least or least < 0:
+                least = load
+                best = [host]
+            elif load == least:
+                best.append(host)
+        if len(best) == 1:
+            return best[0]
         if self._weighted:
-            return random.choices(hosts, weights=[h.weight for h in hosts])[0]
-        return random.choice(hosts)
+            return random.choices(best, weights=[h.weight for h in best])[0]
+        return random.choice(best)
+
+    def _pick_tiered(self, hosts: list[Host], pool: int | None) -> Host:
+        """Fit before unfit, non-backup before backup, then a host of ``pool`` if any."""
+        group = [h for h in hosts if h.fit] or hosts
+        group = [h for h in group if not h.backup] or group
+        if pool is not None:
+            own = [h for h in group if h.cluster_pool == pool]
+            if own:
+                return self._pick(own)
+        return self._pick(group)
 
     @property
     def any_ready(self) -> bool:

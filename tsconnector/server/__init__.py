@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from .app import EmbeddedServer, parse_precision
+from .cluster import Arrivals, ClusterTopology, TopologyError, TopologyServer
 from .errors import DamagedDataError, DataDirLocked, InvalidDatabaseName, ServerStartError
 from .internal import InternalError, InternalErrors
 from .limits import ServerLimits
 from .storage import JournalError
 
 __all__ = [
+    "Arrivals",
+    "ClusterTopology",
     "DamagedDataError",
     "DataDirLocked",
     "EmbeddedServer",
@@ -18,5 +21,7 @@ __all__ = [
     "JournalError",
     "ServerLimits",
     "ServerStartError",
+    "TopologyError",
+    "TopologyServer",
     "parse_precision",
 ]

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--server-port", type=int, default=9010,
                         help="back-end port shown in server names (default 9010)")
+    parser.add_argument("--topology", default=None, metavar="FILE",
+                        help="JSON cluster layout to list (servers and their pools); this "
+                             "server is the entry named HOST:SERVER_PORT")
     parser.add_argument("--repair", action="store_true",
                         help="start despite damaged files: keep every intact record, move "
                              "damaged files to <db>/damaged/ and report what was lost")
@@ -109,6 +112,7 @@ async def serve(args: argparse.Namespace) -> None:
         idle_timeout=args.idle_timeout,
         max_unauth_bytes=args.max_unauth_bytes,
         close_timeout=args.close_timeout,
+        topology=args.topology,
     )
     await server.start()
     for entry in server.repair_report:

@@ -19,6 +19,7 @@ from types import EllipsisType
 from typing import Any
 
 from ..protocol import MAX_FRAME_SIZE, PRECISION_NAMES
+from .cluster import Arrivals, ClusterTopology, load_topology
 from .datadir import DataDirLock, database_directory, validate_database_name
 from .handler import ClientProtocol
 from .internal import InternalErrors
@@ -52,6 +53,11 @@ class EmbeddedServer:
     Limits (see the README's Reliability section): ``max_connections``,
     ``handshake_timeout``, ``idle_timeout`` (None switches a timeout off),
     ``max_unauth_bytes``, ``close_timeout``, or all of them as ``limits``.
+
+    ``topology`` (a JSON file, its parsed form or a
+    :class:`~tsconnector.server.cluster.ClusterTopology`) makes it one server of a
+    multi-pool cluster as listed to clients; this server is the entry named
+    ``host:server_port`` (see :mod:`tsconnector.server.cluster`).
     """
 
     def __init__(
@@ -74,8 +80,10 @@ class EmbeddedServer:
         idle_timeout: float | EllipsisType | None = ...,
         max_unauth_bytes: int | None = None,
         close_timeout: float | None = None,
+        topology: str | Path | dict[str, Any] | ClusterTopology | None = None,
     ) -> None:
         self._bind_host = host
+        self._topology_source = topology
         self._bind_port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._db_specs = [
@@ -128,6 +136,8 @@ class EmbeddedServer:
         self._closed = asyncio.Event()
         self._conn_changed = asyncio.Event()
         try:
+            if self._topology_source is not None:
+                self.set_topology(self._topology_source)
             if self.data_dir is not None:
                 self._lock = DataDirLock(self.data_dir)
                 self._lock.acquire()
@@ -329,6 +339,40 @@ class EmbeddedServer:
     def repair_report(self) -> list[dict[str, Any]]:
         """What recovery cut off or repaired, per database file (empty when all was intact)."""
         return [entry for store in self.state.stores.values() for entry in store.report]
+
+    @property
+    def topology(self) -> ClusterTopology | None:
+        """The cluster layout this server lists (None: a one-pool cluster of itself)."""
+        return self.state.topology
+
+    @property
+    def arrivals(self) -> Arrivals | None:
+        """With a topology: what arrived here (requests, points per series, and points
+        whose series another pool owns, which SiriDB would have forwarded)."""
+        return self.state.arrivals
+
+    @property
+    def server_name(self) -> str:
+        """This server's SiriDB name, ``host:server_port``."""
+        return self.state.server_name
+
+    def set_topology(
+        self,
+        topology: str | Path | dict[str, Any] | ClusterTopology,
+        server_name: str | None = None,
+    ) -> ClusterTopology:
+        """List ``topology`` from now on (arrival counts start again); ``server_name``
+        renames this server first (``address:port``). Raises ``TopologyError``."""
+        state = self.state
+        if server_name is not None:
+            address, _, port = server_name.rpartition(":")
+            if not address or not port.isdigit():
+                raise ValueError(f"server name {server_name!r} must be address:port")
+            state.host_name, state.server_port = address, int(port)
+        loaded = load_topology(topology, state.server_name)
+        state.topology = loaded
+        state.arrivals = Arrivals(loaded)
+        return loaded
 
     def kill_connections(self) -> int:
         """Abort every client connection at once; returns how many were open."""

@@ -546,6 +546,9 @@ class ClientProtocol(asyncio.Protocol):
         except InsertRejected as exc:
             self.send(pid, AnswerType.ERR_INSERT, error_payload(str(exc)))
             return
+        arrivals = self.state.arrivals
+        if arrivals is not None:
+            arrivals.record(batch.series)
         self._enqueue(pid, lambda: self._run_insert(pid, db, batch), insert=True)
 
     def _run_insert(self, pid: int, db: Database, batch: InsertBatch) -> None:

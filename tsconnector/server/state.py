@@ -18,6 +18,7 @@ from .ratelog import RateLimitedLog
 from .service import ServiceAccounts
 
 if TYPE_CHECKING:
+    from .cluster import Arrivals, ClusterTopology
     from .handler import ClientProtocol
     from .storage import Store
 
@@ -55,6 +56,10 @@ class ServerState:
     internal: InternalErrors = field(default_factory=InternalErrors)
     #: Called by a connection when it is gone (the app resumes accepting).
     on_connection_lost: Callable[[], None] = lambda: None
+    #: The cluster this server pretends to be part of (None: a one-pool cluster) and the
+    #: counts of what arrived here.
+    topology: ClusterTopology | None = None
+    arrivals: Arrivals | None = None
 
     @property
     def server_name(self) -> str:
@@ -79,4 +84,9 @@ class ServerState:
             version=self.version,
             started_at=self.started_at,
             active_handles=self.active_handles,
+            topology=self.current_topology,
         )
+
+    def current_topology(self) -> ClusterTopology | None:
+        """The cluster layout in force now (it can be replaced while serving)."""
+        return self.topology

@@ -19,6 +19,10 @@ def _one() -> int:
     return 1
 
 
+def _no_topology() -> Any:
+    return None
+
+
 @dataclass
 class Session:
     """Per-connection context of a query: database, user and server facts."""
@@ -30,6 +34,8 @@ class Session:
     started_at: float = field(default_factory=time.time)
     active_handles: Callable[[], int] = _one
     now: Callable[[], float] = time.time
+    #: The cluster layout (``server.cluster.ClusterTopology``) or None: one pool.
+    topology: Callable[[], Any] = _no_topology
 
 
 def execute(session: Session, query: str, time_precision: int | None) -> tuple[int, Any]:

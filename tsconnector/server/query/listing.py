@@ -79,6 +79,8 @@ def server_row(session: Session) -> dict[str, Any]:
     db = session.db
     host, _, port = session.server_name.rpartition(":")
     path = f"/var/lib/siridb/{db.name}/"
+    topology = session.topology()
+    own = topology.own if topology is not None else None
     return {
         "address": host,
         "port": int(port) if port.isdigit() else 0,
@@ -89,11 +91,11 @@ def server_row(session: Session) -> dict[str, Any]:
         "ip_support": "IPV4ONLY",
         "libuv": "1.44.2",
         "uuid": db.uuid,
-        "pool": 0,
+        "pool": own.pool if own is not None else 0,
         "version": session.version,
         "online": True,
         "startup_time": 0,
-        "status": "running",
+        "status": own.status if own is not None else "running",
         "active_handles": session.active_handles(),
         "active_tasks": 1,
         "fifo_files": 0,
@@ -198,14 +200,36 @@ def _rows(
     elif what == "users":
         rows = [{"name": u.name, "access": u.access} for u in db.users.values()]
     elif what == "pools":
-        rows = [{"pool": 0, "servers": 1, "series": len(db.series)}]
+        topology = session.topology()
+        if topology is not None:
+            rows = topology.pool_rows(len(db.series))
+        else:
+            rows = [{"pool": 0, "servers": 1, "series": len(db.series)}]
     elif what == "servers":
         row = server_row(session)
         row["log_level"] = _LOG_LEVELS["info"]
         rows = [row]
+        topology = session.topology()
+        if topology is not None:
+            rows = topology.server_rows(row, _asks_servers(stmt))
     else:
         rows = shard_rows(session)
     return filter_rows(rows, stmt.where, ctx, _resolve_where(what))
+
+
+def _asks_servers(stmt: s.ListStmt | s.CountStmt) -> bool:
+    """True when a column or condition is one SiriDB asks every server for."""
+    from tsconnector.server.cluster import REMOTE_SERVER_COLUMNS
+
+    props = set(getattr(stmt, "columns", ()) or ())
+    stack: list[Any] = [stmt.where] if stmt.where is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, s.BoolOp):
+            stack += [node.left, node.right]
+        elif isinstance(node, s.Condition):
+            props.add(node.prop)
+    return bool(props & REMOTE_SERVER_COLUMNS)
 
 
 def _resolve_where(what: str) -> Any:
@@ -256,6 +280,8 @@ def run_count(stmt: s.CountStmt, session: Session, ctx: TimeContext) -> dict[str
     if what == "shards_size":
         rows = _rows(stmt, session, ctx, "shards")
         return {what: sum(int(r["size"]) for r in rows)}
+    if what == "pools" and stmt.where is None and session.topology() is not None:
+        return {what: session.topology().num_pools}  # offline pools count too
     return {what: len(_rows(stmt, session, ctx, what))}
 
 
