@@ -16,8 +16,8 @@ from server_wire import RawClient
 from tsconnector.protocol import AnswerType, RequestType, encode_frame, encode_header
 from tsconnector.server import EmbeddedServer
 from tsconnector.server import qptokens as qt
-from tsconnector.server.handler import _effective_precision
 from tsconnector.server.insert import InsertRejected, _decode_run, parse_insert
+from tsconnector.server.query.precision import effective_precision as _effective_precision
 from tsconnector.server.wire import pack_answer
 
 CASES = json.loads((Path(__file__).parent / "data" / "cases.json").read_text())["cases"]

@@ -1,8 +1,9 @@
 """Replay every recorded query and insert of a real SiriDB 2.0.55 against the evaluator.
 
-Cases run in ``seq`` order on fresh databases (``dbtest`` in seconds, ``dbms`` in
-milliseconds), straight through :func:`tsconnector.server.query.execute` (no network).
-Non-volatile answers must match exactly; volatile ones (wall clock, uptime, ids) by shape.
+Both recordings (``cases.json`` and ``compat_cases.json``) run in ``seq`` order on fresh
+databases (those of the file's ``meta``), straight through
+:func:`tsconnector.server.query.execute` (no network). Non-volatile answers must match
+exactly; volatile ones (wall clock, uptime, ids) by shape.
 """
 
 from __future__ import annotations
@@ -16,23 +17,33 @@ import pytest
 import qpack
 
 from tsconnector.protocol.constants import AnswerType
+from tsconnector.server.control import ServerControl
 from tsconnector.server.insert import InsertRejected, parse_insert
 from tsconnector.server.model import ACCESS_BITS, Database
 from tsconnector.server.query import Session, execute
+from tsconnector.server.query.precision import effective_precision
 
-CASES_FILE = Path(__file__).parent / "data" / "cases.json"
+DATA = Path(__file__).parent / "data"
+CASES_FILE = DATA / "cases.json"
+COMPAT_FILE = DATA / "compat_cases.json"
 PRECISIONS = {"s": 0, "ms": 1, "us": 2, "ns": 3}
 _NAMES = {"inf": math.inf, "nan": math.nan}
 ERROR_TYPES = {
     "QueryError": AnswerType.ERR_QUERY,
     "UserAuthError": AnswerType.ERR_USER_ACCESS,
     "InsertError": AnswerType.ERR_INSERT,
+    "ServerError": AnswerType.ERR_SERVER,
 }
 
 
-def _load() -> list[dict[str, Any]]:
-    cases = json.loads(CASES_FILE.read_text())["cases"]
+def _load(path: Path = CASES_FILE) -> list[dict[str, Any]]:
+    cases = json.loads(path.read_text())["cases"]
     return sorted(cases, key=lambda c: c["seq"])
+
+
+def _meta(path: Path) -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads(path.read_text())["meta"]
+    return meta
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -64,8 +75,14 @@ def _same_shape(a: Any, b: Any) -> bool:
 class Replay:
     """Fresh databases and the state needed to replay the cases in order."""
 
-    def __init__(self) -> None:
-        self.dbs = {"dbtest": Database("dbtest", 0), "dbms": Database("dbms", 1)}
+    def __init__(self, path: Path = CASES_FILE) -> None:
+        meta = _meta(path)
+        self.dbs = {
+            name: Database(name, PRECISIONS[precision])
+            for name, precision in meta["databases"].items()
+        }
+        self.server_name = meta.get("server_name", "127.0.0.1:9010")
+        self.control = ServerControl()
 
     def insert(self, case: dict[str, Any]) -> tuple[int, Any]:
         db = self.dbs[case["db"]]
@@ -74,6 +91,9 @@ class Replay:
             name = case.get("user", "iris")
             return AnswerType.ERR_USER_ACCESS, {
                 "error_msg": f"Access denied. User '{name}' has no 'insert' privileges."}
+        refusal = self.control.insert_refusal(self.server_name)
+        if refusal is not None:
+            return AnswerType.ERR_SERVER, {"error_msg": refusal}
         frames = case.get("wire", {}).get("request_frames")
         if frames:
             payload = bytes.fromhex(frames[0]["payload_hex"])
@@ -90,8 +110,14 @@ class Replay:
     def query(self, case: dict[str, Any]) -> tuple[int, Any]:
         db = self.dbs[case["db"]]
         at = float(case.get("recorded_at") or 0)
-        session = Session(db, case.get("user", "iris"), now=lambda: at, started_at=at - 10)
-        return execute(session, case["request"], case["time_precision"])
+        user = db.users.get(case.get("user", "iris"))
+        session = Session(
+            db, case.get("user", "iris"), now=lambda: at, started_at=at - 10,
+            server_name=self.server_name, account=user, control=self.control)
+        precision = case["time_precision"]
+        if isinstance(precision, int) and not isinstance(precision, bool):
+            precision = effective_precision(precision, db.precision)  # as the server does
+        return execute(session, case["request"], precision)
 
 
 def _expected(case: dict[str, Any]) -> tuple[int, Any] | None:
@@ -104,12 +130,12 @@ def _expected(case: dict[str, Any]) -> tuple[int, Any] | None:
     return kind, case["response"]
 
 
-def replay_all() -> tuple[list[str], int, int]:
+def replay_all(path: Path = CASES_FILE) -> tuple[list[str], int, int]:
     """Run every case; returns (mismatch descriptions, exact matches, compared)."""
-    replay = Replay()
+    replay = Replay(path)
     mismatches: list[str] = []
     exact = compared = 0
-    for case in _load():
+    for case in _load(path):
         if case["kind"] not in ("query", "insert") or case.get("db") not in replay.dbs:
             continue
         expected = _expected(case)
@@ -118,8 +144,9 @@ def replay_all() -> tuple[list[str], int, int]:
                 continue
             got = replay.insert(case)
         else:
-            if not isinstance(case["request"], str) or case["time_precision"] not in (
-                    None, 0, 1, 2, 3):
+            precision = case["time_precision"]
+            if not isinstance(case["request"], str) or not (
+                    precision is None or type(precision) is int):
                 continue
             got = replay.query(case)
         if expected is None:
@@ -139,10 +166,13 @@ def replay_all() -> tuple[list[str], int, int]:
     return mismatches, exact, compared
 
 
-def test_golden_cases_match() -> None:
-    mismatches, matched, compared = replay_all()
+@pytest.mark.parametrize("path", [CASES_FILE, COMPAT_FILE], ids=["cases", "compat_cases"])
+def test_golden_cases_match(path: Path) -> None:
+    mismatches, matched, compared = replay_all(path)
     print(f"golden cases matched: {matched}/{compared}")
     assert not mismatches, "\n".join(mismatches)
+    if path == COMPAT_FILE:  # every case of this recording reached the server
+        assert compared == len(_load(path))
 
 
 if __name__ == "__main__":  # pragma: no cover - manual inspection helper

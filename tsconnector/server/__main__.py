@@ -14,18 +14,30 @@ import signal
 import sys
 from collections.abc import Callable
 
-from .app import EmbeddedServer, parse_precision
+from .app import EmbeddedServer, parse_duration, parse_precision
 from .datadir import validate_database_name
 from .errors import InvalidDatabaseName, ServerStartError
 from .limits import DEFAULT_LIMITS
 
 
-def _db_spec(text: str) -> tuple[str, int]:
-    name, _, precision = text.partition(":")
+def _db_spec(text: str) -> tuple[str, int, dict[str, object]]:
+    """``NAME[:PRECISION[:BUFFER_SIZE[:DURATION_NUM[:DURATION_LOG]]]]``."""
+    name, *rest = text.split(":")
+    if not name or len(rest) > 4:
+        raise argparse.ArgumentTypeError(f"invalid database {text!r}")
+    options: dict[str, object] = {}
     try:
-        return validate_database_name(name), parse_precision(precision or "s")
+        name = validate_database_name(name)
+        precision = parse_precision(rest[0] if rest and rest[0] else "s")
+        if len(rest) > 1 and rest[1]:
+            options["buffer_size"] = int(rest[1])
+        if len(rest) > 2 and rest[2]:
+            options["duration_num"] = parse_duration(rest[2])
+        if len(rest) > 3 and rest[3]:
+            options["duration_log"] = parse_duration(rest[3])
     except (InvalidDatabaseName, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, precision, options
 
 
 def _seconds(text: str) -> float:
@@ -66,9 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--data-dir", default=None, help="keep data here (default: memory)")
     parser.add_argument(
-        "--db", action="append", type=_db_spec, default=None, metavar="NAME[:s|ms|us|ns]",
-        help="database to serve (repeatable; default dbtest:s)",
+        "--db", action="append", type=_db_spec, default=None,
+        metavar="NAME[:s|ms|us|ns[:BUFFER_SIZE[:DURATION_NUM[:DURATION_LOG]]]]",
+        help="database to serve (repeatable; default dbtest:s; durations like 1w, 1d)",
     )
+    parser.add_argument("--optimize-interval", type=float, default=3600.0,
+                        help="seconds between drops of expired shards (default 3600)")
     parser.add_argument("--server-port", type=int, default=9010,
                         help="back-end port shown in server names (default 9010)")
     parser.add_argument("--topology", default=None, metavar="FILE",
@@ -104,8 +119,9 @@ async def serve(args: argparse.Namespace) -> None:
         args.host,
         args.port,
         data_dir=args.data_dir,
-        databases=args.db or [("dbtest", 0)],
+        databases=args.db or [("dbtest", 0, {})],
         server_port=args.server_port,
+        optimize_interval=args.optimize_interval,
         repair=args.repair,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,

@@ -21,11 +21,13 @@ from typing import Any
 from ..protocol import MAX_FRAME_SIZE, PRECISION_NAMES
 from .cluster import Arrivals, ClusterTopology, load_topology
 from .datadir import DataDirLock, database_directory, validate_database_name
+from .dbconf import read_database_conf
+from .expiration import DEFAULT_OPTIMIZE_INTERVAL, ExpirationTask
 from .handler import ClientProtocol
 from .internal import InternalErrors
 from .limits import DEFAULT_LIMITS, ServerLimits, fd_capped_connections
 from .listener import Listener, bind_sockets
-from .model import ACCESS_PROFILES, Database, User
+from .model import ACCESS_PROFILES, DEFAULT_BUFFER_SIZE, Database, User
 from .ratelog import RateLimitedLog
 from .service import ServiceAccounts
 from .state import ServerState
@@ -36,6 +38,24 @@ log = logging.getLogger(__name__)
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 #: Seconds between two checks of the handshake and idle timeouts, at most.
 _MAX_SWEEP = 1.0
+
+
+#: A database to serve: ``(name, precision)`` or ``(name, precision, options)`` where the
+#: options are ``buffer_size`` (bytes), ``duration_num`` and ``duration_log`` (seconds,
+#: or durations such as ``"1w"``), as SiriDB's ``new-database`` takes them.
+DatabaseSpec = tuple[str, str | int] | tuple[str, str | int, dict[str, Any]]
+
+_DURATION_UNITS = {"h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int) -> int:
+    """Seconds of a database duration (``6h``, ``2d``, ``1w``: 1 to 99 of a unit)."""
+    if isinstance(value, int):
+        return value
+    amount, unit = value[:-1], value[-1:]
+    if unit not in _DURATION_UNITS or not amount.isdigit() or not 1 <= int(amount) <= 99:
+        raise ValueError(f"invalid duration {value!r} (valid examples: 6h, 2d or 1w)")
+    return int(amount) * _DURATION_UNITS[unit]
 
 
 def parse_precision(value: str | int) -> int:
@@ -66,13 +86,14 @@ class EmbeddedServer:
         port: int = 0,
         *,
         data_dir: str | Path | None = None,
-        databases: Iterable[tuple[str, str | int]] = (("dbtest", "s"),),
+        databases: Iterable[DatabaseSpec] = (("dbtest", "s"),),
         users: Iterable[tuple[str, str]] = (("iris", "siri"),),
         service_accounts: Iterable[tuple[str, str]] = (("sa", "siri"),),
         max_frame_size: int = MAX_FRAME_SIZE,
         server_port: int = 9010,
         snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
         snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL,
+        optimize_interval: float = DEFAULT_OPTIMIZE_INTERVAL,
         repair: bool = False,
         limits: ServerLimits | None = None,
         max_connections: int | None = None,
@@ -87,8 +108,15 @@ class EmbeddedServer:
         self._bind_port = port
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._db_specs = [
-            (validate_database_name(name), parse_precision(p)) for name, p in databases
+            (
+                validate_database_name(spec[0]),
+                parse_precision(spec[1]),
+                dict(spec[2]) if len(spec) > 2 else {},
+            )
+            for spec in databases
         ]
+        self._optimize_interval = optimize_interval
+        self._expiration: ExpirationTask | None = None
         self._users: Sequence[tuple[str, str]] = list(users)
         self._snapshot_bytes = snapshot_bytes
         self._snapshot_interval = snapshot_interval
@@ -141,8 +169,8 @@ class EmbeddedServer:
             if self.data_dir is not None:
                 self._lock = DataDirLock(self.data_dir)
                 self._lock.acquire()
-            for name, precision in self._db_specs:
-                await self._open_database(name, precision)
+            for name, precision, options in self._db_specs:
+                await self._open_database(name, precision, options)
             sockets = await bind_sockets(self._bind_host, self._bind_port)
         except BaseException:
             await self._close_stores()
@@ -159,8 +187,22 @@ class EmbeddedServer:
         self._listener = Listener(sockets, self._accept, self._has_room, self.state.rate_log)
         self._listener.start()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._expiration = ExpirationTask(
+            self.state.databases,
+            self._sync_database,
+            optimize_interval=self._optimize_interval,
+            paused=lambda: self.state.control.backup_mode,
+        )
+        self._expiration.start()
 
-    async def _open_database(self, name: str, precision: int) -> None:
+    async def _sync_database(self, db: Database) -> None:
+        store = self.state.stores.get(db.name)
+        if store is not None and store.pending:
+            await store.sync()
+
+    async def _open_database(
+        self, name: str, precision: int, options: dict[str, Any] | None = None
+    ) -> None:
         directory = database_directory(self.data_dir, name) if self.data_dir is not None else None
         if directory is not None:
             meta = read_meta(directory, repair=self.repair)
@@ -171,7 +213,15 @@ class EmbeddedServer:
                         name, PRECISION_NAMES[meta["precision"]],
                     )
                 precision = meta["precision"]
-        db = Database(name, precision)
+        options = options or {}
+        factor = (1, 1000, 1000_000, 1000_000_000)[precision]
+        db = Database(
+            name,
+            precision,
+            buffer_size=int(options.get("buffer_size", DEFAULT_BUFFER_SIZE)),
+            duration_num=parse_duration(options.get("duration_num", 604800)) * factor,
+            duration_log=parse_duration(options.get("duration_log", 86400)) * factor,
+        )
         for user_name, password in self._users:
             db.users[user_name] = User(user_name, password, ACCESS_PROFILES["full"])
         if directory is not None:
@@ -186,6 +236,13 @@ class EmbeddedServer:
             )
             await asyncio.get_running_loop().run_in_executor(None, store.open)
             self.state.stores[name] = store
+            db.dbpath = str(directory.resolve()) + "/"
+            conf = read_database_conf(directory)
+            db.buffer_path = conf.buffer_path
+            if conf.buffer_size is not None:
+                db.resize_buffer(conf.buffer_size)
+                if store.pending:
+                    await store.sync()
         self.state.databases[name] = db
 
     def _has_room(self) -> bool:
@@ -248,6 +305,10 @@ class EmbeddedServer:
     async def _finish_close(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            if self._expiration is not None:
+                await self._expiration.stop()
+            for forwarder in self.state.tees.values():
+                forwarder.close()
             deadline = loop.time() + self.limits.close_timeout
             await self._wait_connections(deadline)
             for conn in list(self.state.connections):

@@ -37,9 +37,12 @@ from .files import file_payload
 from .insert import InsertBatch, InsertRejected, parse_insert
 from .internal import running
 from .model import ACCESS_BITS, ACCESS_PROFILES, Database, User
+from .query.answer import is_large_answer
+from .query.precision import effective_precision
 from .service import handle_service
 from .storage import JournalError
-from .wire import error_payload, pack_answer, success_payload
+from .tee import tee_payload
+from .wire import error_payload, iter_pack_answer, pack_answer, success_payload
 
 if TYPE_CHECKING:
     from .limits import ServerLimits
@@ -85,14 +88,6 @@ REQUEST_FAILED = "Critical error while processing the request."
 
 #: A queued request: answers at once (returns None) or returns what to await.
 Job = Callable[[], Awaitable[None] | None]
-
-
-def _effective_precision(value: int, db_precision: int) -> int | None:
-    """The query's time precision from its integer argument, as SiriDB computes it."""
-    tp = (value + 2**31) % 2**32 - 2**31  # the C code keeps a 32-bit int
-    if tp != db_precision:
-        tp = -((-tp) % 4) if tp < 0 else tp % 4  # C's truncating remainder
-    return tp if 0 <= tp <= 3 else None
 
 
 def access_denied(user: User, what: str) -> bytes:
@@ -424,7 +419,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         self.db, self.user = db, user
         self.authenticated = True
-        self.session = self.state.new_session(db, user.name)
+        self.session = self.state.new_session(db, user)
         self.send(pid, AnswerType.RES_AUTH_SUCCESS)
 
     def _on_query(self, pid: int, payload: bytes) -> None:
@@ -439,7 +434,7 @@ class ClientProtocol(asyncio.Protocol):
         if request is None:
             return  # malformed: SiriDB does not answer
         raw, value = request
-        precision = None if value is None else _effective_precision(value, db.precision)
+        precision = effective_precision(value, db.precision)
         query = raw.decode("utf-8", "replace")
         session = self.session
         store = self.state.stores.get(db.name) if self.state.stores else None
@@ -464,7 +459,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _answer_now(
         self, pid: int, session: Any, query: str, precision: int | None, *, late: bool
-    ) -> tuple[asyncio.Future[None], int, Any] | None:
+    ) -> tuple[asyncio.Future[None] | None, int, Any] | None:
         """Execute and answer a query; returns its journal ticket and result instead of
         answering when the query journaled records (answered once they are applied)."""
         store = self.state.stores.get(session.db.name) if self.state.stores else None
@@ -484,6 +479,8 @@ class ClientProtocol(asyncio.Protocol):
             ticket = store.ticket()
             if ticket is not None:
                 return ticket, tp, answer
+        if is_large_answer(answer):
+            return None, tp, answer  # packed in turns with other clients
         self._send_answer(pid, tp, answer, late=late)
         return None
 
@@ -506,16 +503,30 @@ class ClientProtocol(asyncio.Protocol):
             await pending
 
     async def _answer_when_durable(
-        self, pid: int, ticket: asyncio.Future[None], tp: int, answer: Any
+        self, pid: int, ticket: asyncio.Future[None] | None, tp: int, answer: Any
     ) -> None:
         """Answer once the request's journal records are applied; ERR_SERVER (nothing
-        stored) when their write failed."""
-        try:
-            await ticket
-        except JournalError as exc:
-            self._journal_failed(pid, exc)
+        stored) when their write failed. A large select answer (no ticket) is packed
+        chunk by chunk, other connections running in between."""
+        if ticket is not None:
+            try:
+                await ticket
+            except JournalError as exc:
+                self._journal_failed(pid, exc)
+                return
+        if not is_large_answer(answer):
+            self._send_answer(pid, tp, answer)
             return
-        self._send_answer(pid, tp, answer)
+        pieces: list[bytes] = []
+        try:
+            for piece in iter_pack_answer(answer):
+                pieces.append(piece)
+                await asyncio.sleep(0)
+        except Exception as exc:  # never leave a request unanswered
+            self.state.internal.record("packing an answer", exc)
+            self.send(pid, AnswerType.ERR_MSG, error_payload(QUERY_FAILED))
+            return
+        self.send(pid, tp, b"".join(pieces))
 
     def _journal_failed(self, pid: int, exc: JournalError) -> None:
         """Answer ERR_SERVER: the client may retry, as nothing of the request was stored."""
@@ -541,6 +552,10 @@ class ClientProtocol(asyncio.Protocol):
         if user.access & _INSERT_BIT != _INSERT_BIT:
             self.send(pid, AnswerType.ERR_USER_ACCESS, access_denied(user, "insert"))
             return
+        refusal = self.state.control.insert_refusal(self.state.server_name)
+        if refusal is not None:  # backup mode
+            self.send(pid, AnswerType.ERR_SERVER, error_payload(refusal))
+            return
         try:
             batch = parse_insert(payload, db.precision)
         except InsertRejected as exc:
@@ -549,6 +564,8 @@ class ClientProtocol(asyncio.Protocol):
         arrivals = self.state.arrivals
         if arrivals is not None:
             arrivals.record(batch.series)
+        if batch.count:
+            self.state.forward_insert(db, lambda: tee_payload(batch.series))
         self._enqueue(pid, lambda: self._run_insert(pid, db, batch), insert=True)
 
     def _run_insert(self, pid: int, db: Database, batch: InsertBatch) -> None:

@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-import qpack
+import qpack  # type: ignore[import-untyped]
 
 from . import qptokens as qt
 
@@ -101,9 +101,13 @@ def parse_insert(payload: bytes, precision: int = 0) -> InsertBatch:
 
 
 def _series_name(raw: Any) -> str | None:
-    """A usable series name from a RAW token value, or None."""
+    """A usable series name from a RAW token value, or None. SiriDB keeps a name as a
+    C string: it ends at a NUL byte (names equal up to there are one series)."""
     if not raw or len(raw) >= SERIES_NAME_LEN_MAX:
         return None
+    raw = raw.split(b"\0", 1)[0]
+    if not raw:
+        return None  # SiriDB never answers such an insert; refuse it as a bad name
     try:
         name: str = raw.decode("utf-8")
     except UnicodeDecodeError:

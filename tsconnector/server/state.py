@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import MAX_FRAME_SIZE
+from .control import ServerControl
 from .internal import InternalErrors
 from .limits import DEFAULT_LIMITS, ServerLimits
-from .model import Database
+from .model import Database, User
 from .ratelog import RateLimitedLog
 from .service import ServiceAccounts
+from .tee import TeeForwarder
 
 if TYPE_CHECKING:
     from .cluster import Arrivals, ClusterTopology
@@ -49,6 +51,8 @@ class ServerState:
     execute: Callable[[Any, str, int | None], tuple[int, Any]] = field(
         default_factory=_default_execute
     )
+    control: ServerControl = field(default_factory=ServerControl)
+    tees: dict[str, TeeForwarder] = field(default_factory=dict)
     limits: ServerLimits = DEFAULT_LIMITS
     rate_log: RateLimitedLog = field(
         default_factory=lambda: RateLimitedLog(logging.getLogger("tsconnector.server"))
@@ -73,19 +77,34 @@ class ServerState:
         """Open handles as ``show active_handles`` reports: clients plus the listener."""
         return len(self.connections) + 1
 
-    def new_session(self, db: Database, user: str) -> Any:
-        """A query session for an authenticated connection."""
+    def new_session(self, db: Database, user: User | str) -> Any:
+        """A query session for an authenticated connection (it keeps using ``user``,
+        as SiriDB does, even after the user is renamed or dropped)."""
         from .query import Session
 
+        account = user if isinstance(user, User) else None
         return Session(
             db=db,
-            user=user,
+            user=user.name if isinstance(user, User) else user,
             server_name=self.server_name,
             version=self.version,
             started_at=self.started_at,
             active_handles=self.active_handles,
+            account=account,
+            control=self.control,
             topology=self.current_topology,
         )
+
+    def forward_insert(self, db: Database, payload: Callable[[], bytes]) -> None:
+        """Copy a valid insert to the database's tee (if it has one); see :mod:`.tee`."""
+        forwarder = self.tees.get(db.name)
+        if db.tee is None and forwarder is None:
+            return
+        if forwarder is None:
+            forwarder = self.tees[db.name] = TeeForwarder(
+                on_error=lambda error: setattr(db, "tee_error", error))
+        forwarder.configure(db.tee, db.tee_epoch)
+        forwarder.forward(payload())
 
     def current_topology(self) -> ClusterTopology | None:
         """The cluster layout in force now (it can be replaced while serving)."""

@@ -7,10 +7,12 @@ maps inside arrays are fixed maps. Plain qpack (``qpack.packb``) is used for sca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import qpack
+import qpack  # type: ignore[import-untyped]
+
+from .query.answer import PointColumns
 
 #: ``qpack.packb`` with its type spelled out (the package ships no annotations).
 packb: Callable[[Any], bytes] = qpack.packb
@@ -64,11 +66,36 @@ def _pack_plain(obj: dict[Any, Any]) -> bytes:
     parts = [OPEN_MAP]
     for key, value in obj.items():
         parts.append(pack(key))
-        if type(value) is list and value and all(map(_is_point, value)):
+        if type(value) is PointColumns:
+            parts.extend(_iter_pack_columns(value))
+        elif type(value) is list and value and all(map(_is_point, value)):
             parts.append(_pack_points(value))
         else:
             parts.append(_pack_value(value, False))
     return b"".join(parts)
+
+
+def iter_pack_answer(obj: Any) -> Iterator[bytes]:
+    """:func:`pack_answer` in pieces: a large select answer chunk by chunk, so that
+    the caller can let other work run between two pieces."""
+    if type(obj) is dict and "columns" not in obj and _TIMEIT_KEY not in obj:
+        yield OPEN_MAP
+        for key, value in obj.items():
+            if type(value) is PointColumns:
+                yield packb(key)
+                yield from _iter_pack_columns(value)
+            else:
+                yield _pack_plain({key: value})[1:]
+        return
+    yield pack_answer(obj)
+
+
+def _iter_pack_columns(points: PointColumns) -> Iterator[bytes]:
+    """An open array of points, packed one chunk of ``[ts, value]`` lists at a time."""
+    yield OPEN_ARRAY
+    for count, packed in points.packed_chunks(packb):
+        yield packed[1:-1] if count >= 6 else packed[1:]
+    yield CLOSE_ARRAY
 
 
 def _is_point(item: Any) -> bool:
@@ -81,6 +108,8 @@ def _is_point(item: Any) -> bool:
 
 
 def _pack_value(value: Any, rows: bool) -> bytes:
+    if type(value) is PointColumns:
+        return b"".join(_iter_pack_columns(value))
     if type(value) is list and not rows and value and all(map(_is_point, value)):
         return _pack_points(value)  # the common series answer, without ABC checks
     if isinstance(value, _SCALARS):

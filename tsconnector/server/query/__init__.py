@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tsconnector.server.control import ServerControl
+
 if TYPE_CHECKING:
-    from tsconnector.server.model import Database
+    from tsconnector.server.model import Database, User
 
 
 def _one() -> int:
@@ -25,7 +27,12 @@ def _no_topology() -> Any:
 
 @dataclass
 class Session:
-    """Per-connection context of a query: database, user and server facts."""
+    """Per-connection context of a query: database, user and server facts.
+
+    ``account`` is the user the connection authenticated as: like SiriDB, a
+    connection keeps using that user (its rights, its current name) even after the
+    user was renamed or dropped. Without one, the user is looked up by ``user``.
+    """
 
     db: Database
     user: str
@@ -34,8 +41,21 @@ class Session:
     started_at: float = field(default_factory=time.time)
     active_handles: Callable[[], int] = _one
     now: Callable[[], float] = time.time
+    account: User | None = None
+    control: ServerControl = field(default_factory=ServerControl)
     #: The cluster layout (``server.cluster.ClusterTopology``) or None: one pool.
     topology: Callable[[], Any] = _no_topology
+
+    def current_user(self) -> User | None:
+        """The user the query runs as (None when it no longer exists)."""
+        if self.account is not None:
+            return self.account
+        return self.db.users.get(self.user)
+
+    @property
+    def user_name(self) -> str:
+        account = self.current_user()
+        return account.name if account is not None else self.user
 
 
 def execute(session: Session, query: str, time_precision: int | None) -> tuple[int, Any]:

@@ -21,3 +21,13 @@ class AccessDenied(QueryFailure):
 
     def __init__(self, user: str, privilege: str) -> None:
         super().__init__(f"Access denied. User '{user}' has no '{privilege}' privileges.")
+
+
+class NotAccessible(QueryFailure):
+    """The server does not accept the query now (backup mode)."""
+
+    answer_type = AnswerType.ERR_SERVER
+
+    def __init__(self, server_name: str) -> None:
+        super().__init__(
+            f"Server '{server_name}' is currently not accessible to process this request")

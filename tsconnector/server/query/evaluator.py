@@ -12,17 +12,17 @@ from tsconnector.server.model import ACCESS_BITS
 from tsconnector.server.query import admin, listing
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.builder import build
-from tsconnector.server.query.errors import AccessDenied, QueryFailure
-from tsconnector.server.query.grammar import ParseFailure
+from tsconnector.server.query.errors import AccessDenied, NotAccessible, QueryFailure
+from tsconnector.server.query.grammar import ParseFailure, truncate_error
 from tsconnector.server.query.helptext import help_text
 from tsconnector.server.query.select import (
     SelectPlan,
-    convert_ts,
+    calc_answer,
     plan_select,
     run_select,
     run_single,
 )
-from tsconnector.server.query.timeexpr import TimeContext, evaluate
+from tsconnector.server.query.timeexpr import TimeContext, check_time, evaluate
 
 if TYPE_CHECKING:
     from tsconnector.server.query import Session
@@ -71,27 +71,40 @@ def run(session: Session, query: Any, time_precision: int | None) -> tuple[int, 
             len(query.encode("utf-8", "surrogatepass")) > MAX_QUERY_BYTES
         ):
             raise QueryFailure("Query too long.")
+        if "\0" in query:
+            query = query.split("\0", 1)[0]  # SiriDB reads the query as a C string
         parsed = parse_cached(query)
         statement = parsed.statement
         db = session.db
         started = time.perf_counter() if parsed.timeit else 0.0
+        ctx = _context(session) if parsed.exprs else None
+        if ctx is not None:
+            # SiriDB evaluates every expression while walking the parse tree, before
+            # any statement runs: their errors come first.
+            for expr in parsed.exprs:
+                value = evaluate(expr, ctx)
+                if expr.time:
+                    check_time(value, ctx)
         _check_access(session, statement)
+        answer: dict[str, Any]
         if type(statement) is s.Select:
             plan = plan_cached(query, db.precision, db.timezone)
             if plan is not None and plan.single is not None and plan.bounds is not None:
                 answer = run_single(plan, statement, db, time_precision)  # needs no clock
             else:
-                answer = run_select(statement, db, _context(session), time_precision, plan)
+                answer = run_select(
+                    statement, db, ctx or _context(session), time_precision, plan)
         else:
-            answer = _dispatch(statement, session, _context(session), time_precision)
+            answer = _dispatch(statement, session, ctx or _context(session), time_precision)
         if parsed.timeit:
-            answer["__timeit__"] = [
+            timeit: Any = [
                 {"server": session.server_name, "time": time.perf_counter() - started}]
+            answer["__timeit__"] = timeit
         return AnswerType.RES_QUERY, answer
     except ParseFailure as exc:
         return AnswerType.ERR_QUERY, {"error_msg": str(exc)}
     except QueryFailure as exc:
-        return exc.answer_type, exc.payload()
+        return exc.answer_type, {"error_msg": truncate_error(str(exc))}
     except Exception:
         _LOG.exception("query failed: %.200r", query)
         return AnswerType.ERR_QUERY, {"error_msg": "Internal error while processing the query."}
@@ -126,9 +139,11 @@ def _check_access(session: Session, statement: s.Statement) -> None:
     needed = _REQUIRED_ACCESS.get(type(statement))
     if needed is None:
         return
-    user = session.db.users.get(session.user)
+    user = session.current_user()
     if user is None or not user.access & _ACCESS_BITS[needed]:
-        raise AccessDenied(session.user, needed)
+        raise AccessDenied(session.user_name, needed)
+    if type(statement) is s.Select and not session.control.accessible:
+        raise NotAccessible(session.server_name)
 
 
 def _dispatch(
@@ -138,8 +153,9 @@ def _dispatch(
     if isinstance(st, s.Select):
         return run_select(st, db, ctx, precision)
     if isinstance(st, s.Calc):
-        value = ctx.now if st.expr is None else evaluate(st.expr, ctx)
-        return {"calc": convert_ts(value, db.precision, precision)}
+        if st.expr is None:
+            return {"calc": calc_answer(ctx.now, db.precision, precision)}
+        return {"calc": calc_answer(evaluate(st.expr, ctx), db.precision, precision)}
     if isinstance(st, s.ListStmt):
         return listing.run_list(st, session, ctx)
     if isinstance(st, s.CountStmt):
@@ -152,37 +168,36 @@ def _dispatch(
 
 
 def _dispatch_admin(st: s.Statement, session: Session, ctx: TimeContext) -> dict[str, Any]:
-    db = session.db
     if isinstance(st, s.CreateGroup):
-        return admin.create_group(st, db)
+        return admin.create_group(st, session)
     if isinstance(st, s.CreateUser):
-        return admin.create_user(st, db)
+        return admin.create_user(st, session)
     if isinstance(st, s.AlterDatabase):
-        return admin.alter_database(st, db, ctx)
+        return admin.alter_database(st, session, ctx)
     if isinstance(st, s.AlterGroup):
-        return admin.alter_group(st, db)
+        return admin.alter_group(st, session)
     if isinstance(st, s.AlterTag):
-        return admin.alter_tag(st, db)
+        return admin.alter_tag(st, session)
     if isinstance(st, s.AlterUser):
-        return admin.alter_user(st, db)
+        return admin.alter_user(st, session)
     if isinstance(st, s.AlterSeries):
-        return admin.alter_series(st, db, ctx)
+        return admin.alter_series(st, session, ctx)
     if isinstance(st, s.AlterServer):
         return admin.alter_server(st, session, ctx)
     if isinstance(st, s.DropGroup):
-        return admin.drop_group(st, db)
+        return admin.drop_group(st, session)
     if isinstance(st, s.DropTag):
-        return admin.drop_tag(st, db)
+        return admin.drop_tag(st, session)
     if isinstance(st, s.DropSeries):
-        return admin.drop_series(st, db, ctx)
+        return admin.drop_series(st, session, ctx)
     if isinstance(st, s.DropShards):
         return admin.drop_shards(st, session, ctx)
     if isinstance(st, s.DropServer):
         return admin.drop_server(st, session)
     if isinstance(st, s.DropUser):
-        return admin.drop_user(st, db)
+        return admin.drop_user(st, session)
     if isinstance(st, s.Grant):
-        return admin.grant(st, db)
+        return admin.grant(st, session)
     if isinstance(st, s.Revoke):
-        return admin.revoke(st, db)
+        return admin.revoke(st, session)
     raise QueryFailure("Unsupported statement.")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from tsconnector.server.regex import RegexError, SiriRegex
 
 __all__ = [
     "AGGREGATE_NAMES",
@@ -118,7 +120,7 @@ def validate_call(call: FunctionCall) -> None:
         if opr not in _OPERATORS:
             raise ValueError(f"unknown filter operator {opr!r}")
         operand = call.operand
-        if isinstance(operand, re.Pattern):
+        if isinstance(operand, SiriRegex):
             if opr not in ("==", "!="):
                 raise FunctionError(
                     "Regular expressions can only be used with 'equal' (==) "
@@ -134,14 +136,14 @@ def validate_call(call: FunctionCall) -> None:
 
 
 def apply_function(
-    call: FunctionCall, ts: list[int], values: list, tp: str
-) -> tuple[list[int], list, str]:
+    call: FunctionCall, ts: list[int], values: list[Any], tp: str
+) -> tuple[list[int], list[Any], str]:
     """Run one function on sorted points of type ``tp``; return (timestamps, values, type)."""
     validate_call(call)
     if tp not in ("integer", "float", "string"):
         raise ValueError(f"unknown series type {tp!r}")
     if not ts:
-        # SiriDB never runs a function on an empty point list: it passes through.
+        # SiriDB never runs a function on an empty point list[Any]: it passes through.
         return [], [], tp
     name = call.name
     if name in ("points", "offset"):
@@ -171,7 +173,9 @@ def apply_function(
 # --------------------------------------------------------------------------- limit / groups
 
 
-def _limit(call: FunctionCall, ts: list[int], values: list, tp: str) -> tuple[list[int], list, str]:
+def _limit(
+    call: FunctionCall, ts: list[int], values: list[Any], tp: str
+) -> tuple[list[int], list[Any], str]:
     """``limit(N, fn)``: pass through up to N points, else window so at most N+1 remain."""
     assert call.limit is not None
     assert call.inner is not None
@@ -215,12 +219,12 @@ def _group_starts(ts: list[int], window: int, offset: int) -> tuple[np.ndarray, 
 def _group_by(
     name: str,
     ts: list[int],
-    values: list,
+    values: list[Any],
     tp: str,
     window: int,
     offset: int,
     call: FunctionCall,
-) -> tuple[list[int], list, str]:
+) -> tuple[list[int], list[Any], str]:
     starts, labels = _group_starts(ts, window, offset)
     # derivative(interval, window): the rate factor becomes interval / window
     timespan = float(call.interval or 1) / float(window) if name == "derivative" else 1.0
@@ -236,10 +240,10 @@ def _aggregate(
     starts: np.ndarray,
     labels: list[int],
     ts: list[int],
-    values: list,
+    values: list[Any],
     tp: str,
     timespan: float = 1.0,
-) -> tuple[list[int], list, str]:
+) -> tuple[list[int], list[Any], str]:
     """Reduce each group [starts[g], starts[g+1]) to one point labelled labels[g]."""
     n = len(ts)
     ends = np.empty_like(starts)
@@ -318,7 +322,8 @@ def _int_sums(iv: np.ndarray, starts: np.ndarray, ends: np.ndarray, sizes: np.nd
     lo = int(iv.min())
     hi = int(iv.max())
     if max(abs(lo), abs(hi)) * int(sizes.max()) <= INT64_MAX:
-        return np.add.reduceat(iv, starts).tolist()
+        sums: list[int] = np.add.reduceat(iv, starts).tolist()
+        return sums
     vals = iv.tolist()
     out: list[int] = []
     for s, e in zip(starts.tolist(), ends.tolist()):
@@ -331,32 +336,36 @@ def _int_sums(iv: np.ndarray, starts: np.ndarray, ends: np.ndarray, sizes: np.nd
     return out
 
 
-def _min_max(name: str, iv: np.ndarray | None, fv: np.ndarray, starts: np.ndarray) -> list:
+def _min_max(name: str, iv: np.ndarray | None, fv: np.ndarray, starts: np.ndarray) -> list[Any]:
     if iv is not None:
-        fn = np.minimum if name == "min" else np.maximum
-        return fn.reduceat(iv, starts).tolist()
+        int_fn = np.minimum if name == "min" else np.maximum
+        ints: list[Any] = int_fn.reduceat(iv, starts).tolist()
+        return ints
     # The C loop keeps the first value unless a later one compares strictly better, so
     # a NaN is only returned when it is the first value of the group.
     fn = np.fmin if name == "min" else np.fmax
     out = fn.reduceat(fv, starts)
     first = fv[starts]
     out[np.isnan(first)] = np.nan
-    return out.tolist()
+    result: list[Any] = out.tolist()
+    return result
 
 
-def _variances(name: str, fv: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> list:
+def _variances(name: str, fv: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> list[Any]:
     """Two-pass variance: sequential mean, then sequential sum of squared deviations."""
     means = _seq_sums(fv, starts, sizes) / sizes
     dev = fv - np.repeat(means, sizes)
     ssd = _seq_sums(dev * dev, starts, sizes)
     with np.errstate(all="ignore"):
         if name == "pvariance":
-            return (ssd / sizes).tolist()
+            pvar: list[Any] = (ssd / sizes).tolist()
+            return pvar
         out = ssd / (sizes - 1)
         if name == "stddev":
             out = np.sqrt(out)
     out[sizes == 1] = 0.0  # sample variance of one point is defined as 0.0
-    return out.tolist()
+    var: list[Any] = out.tolist()
+    return var
 
 
 def _dbl_to_int64(value: float) -> int:
@@ -376,11 +385,11 @@ def _medians(
     fv: np.ndarray,
     starts: np.ndarray,
     sizes: np.ndarray,
-) -> list:
+) -> list[Any]:
     gid = np.repeat(np.arange(len(starts)), sizes)
     src = iv if iv is not None else fv
     srt = src[np.lexsort((src, gid))].tolist()
-    out: list = []
+    out: list[Any] = []
     for s, size in zip(starts.tolist(), sizes.tolist()):
         if size == 1:
             v = srt[s]
@@ -418,17 +427,18 @@ def _window_difference(
     starts: np.ndarray,
     ends: np.ndarray,
     sizes: np.ndarray,
-) -> list:
+) -> list[Any]:
     if iv is None:
         out = fv[ends - 1] - fv[starts]
         out[sizes == 1] = 0.0
-        return out.tolist()
+        diffs: list[Any] = out.tolist()
+        return diffs
     firsts = iv[starts].tolist()
     lasts = iv[ends - 1].tolist()
     return [_check_int_difference(a, b) for a, b in zip(firsts, lasts)]
 
 
-def _difference(ts: list[int], values: list, tp: str) -> tuple[list[int], list, str]:
+def _difference(ts: list[int], values: list[Any], tp: str) -> tuple[list[int], list[Any], str]:
     if tp == "string":
         raise _string_error("difference")
     if tp == "integer":
@@ -441,8 +451,8 @@ def _difference(ts: list[int], values: list, tp: str) -> tuple[list[int], list, 
 
 
 def _derivative(
-    ts: list[int], values: list, tp: str, timespan: float
-) -> tuple[list[int], list, str]:
+    ts: list[int], values: list[Any], tp: str, timespan: float
+) -> tuple[list[int], list[Any], str]:
     if tp == "string":
         raise _string_error("derivative")
     fv = np.asarray(values, dtype=np.int64 if tp == "integer" else np.float64)
@@ -456,7 +466,7 @@ def _derivative(
 
 # --------------------------------------------------------------------------- filter
 
-_CMP = {
+_CMP: dict[str, Callable[[Any, Any], Any]] = {
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
     "<": lambda a, b: a < b,
@@ -469,20 +479,20 @@ _CMP = {
 
 
 def _filter(
-    call: FunctionCall, ts: list[int], values: list, tp: str
-) -> tuple[list[int], list, str]:
+    call: FunctionCall, ts: list[int], values: list[Any], tp: str
+) -> tuple[list[int], list[Any], str]:
     opr = call.operator or "=="
     operand = call.operand
-    is_text = isinstance(operand, (str, re.Pattern))
+    is_text = isinstance(operand, (str, SiriRegex))
     if tp == "string" and not is_text:
         raise FunctionError("Cannot use a number filter on string type.")
     if tp != "string" and is_text:
         raise FunctionError("Cannot use a string filter on number type.")
-    if isinstance(operand, re.Pattern):
+    if isinstance(operand, SiriRegex):
         want = opr == "=="
-        keep = [operand.search(v) is not None for v in values]
-        mask = keep if want else [not k for k in keep]
-        idx = [i for i, k in enumerate(mask) if k]
+        keep = [operand.matches(v) for v in values]
+        keep_mask = keep if want else [not k for k in keep]
+        idx = [i for i, k in enumerate(keep_mask) if k]
         return [ts[i] for i in idx], [values[i] for i in idx], tp
     if tp == "string":
         cmp = _CMP[opr]
@@ -498,36 +508,56 @@ def _filter(
     else:
         arr = np.asarray(values, dtype=np.float64)
         rhs = np.float64(float(operand))
+        mask = _float_filter_mask(opr, arr, rhs)
+        idx = np.flatnonzero(mask).tolist()
+        return [ts[i] for i in idx], [values[i] for i in idx], tp
     mask = _CMP[opr](arr, rhs)
     idx = np.flatnonzero(mask).tolist()
     return [ts[i] for i in idx], [values[i] for i in idx], tp
 
 
-def compile_filter_regex(source: str) -> re.Pattern:
+def _float_filter_mask(opr: str, arr: np.ndarray, rhs: np.float64) -> np.ndarray:
+    """SiriDB's float comparison: for ``==``, ``!=``, ``>=`` and ``<=`` a NaN value
+    equals a NaN operand and nothing else; ``<`` and ``>`` are plain."""
+    if opr in ("<", ">"):
+        strict: np.ndarray = _CMP[opr](arr, rhs)
+        return strict
+    value_nan = np.isnan(arr)
+    operand_nan = bool(np.isnan(rhs))
+    with np.errstate(invalid="ignore"):
+        plain = _CMP[opr](arr, rhs)
+    if opr == "!=":
+        return np.where(value_nan, not operand_nan, plain)
+    return np.where(value_nan, operand_nan, plain)
+
+
+def compile_filter_regex(source: str) -> SiriRegex:
     """Compile a SiriDB ``/pattern/`` or ``/pattern/i`` literal the way the server does.
 
     SiriDB replaces the delimiting slashes by ``^`` and ``$``, so ``/^[ab]/`` becomes
-    ``^^[ab]$`` and only matches the one-letter strings ``a`` and ``b``.
+    ``^^[ab]$`` and only matches the one-letter strings ``a`` and ``b``. Raises
+    :class:`FunctionError` with SiriDB's message when the pattern does not compile.
     """
     if len(source) < 2 or source[0] != "/":
         raise ValueError(f"not a regular expression literal: {source!r}")
-    flags = 0
     body = source[1:]
-    if body.endswith("/i"):
-        flags = re.IGNORECASE
+    ignore_case = body.endswith("/i")
+    if ignore_case:
         body = body[:-2]
     elif body.endswith("/"):
         body = body[:-1]
     else:
         raise ValueError(f"not a regular expression literal: {source!r}")
-    body = body.replace("\\/", "/")
-    return re.compile("^" + body + "$", flags)
+    try:
+        return SiriRegex(body, ignore_case)
+    except RegexError as exc:
+        raise FunctionError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- merge
 
 
-def _part_type(values: list) -> str:
+def _part_type(values: list[Any]) -> str:
     v = values[0]
     if isinstance(v, str):
         return "string"
@@ -536,7 +566,7 @@ def _part_type(values: list) -> str:
     return "integer"
 
 
-def merge_points(parts: list[tuple[list[int], list]]) -> tuple[list[int], list]:
+def merge_points(parts: list[tuple[list[int], list[Any]]]) -> tuple[list[int], list[Any]]:
     """Merge the points of several series (in the order SiriDB read them) into one list.
 
     Value types are taken from the values (a series holds one type); integer series are
@@ -548,8 +578,8 @@ def merge_points(parts: list[tuple[list[int], list]]) -> tuple[list[int], list]:
 
 
 def merge_series(
-    parts: list[tuple[list[int], list, str]],
-) -> tuple[list[int], list, str]:
+    parts: list[tuple[list[int], list[Any], str]],
+) -> tuple[list[int], list[Any], str]:
     """Merge typed point lists exactly as SiriDB orders them; returns (ts, values, type)."""
     if not parts:
         return [], [], "integer"
@@ -591,10 +621,10 @@ def merge_series(
     return ts, vals, out_tp
 
 
-def _merge_sort_while(series: list[tuple[list[int], list]]) -> tuple[list[int], list]:
-    """SiriDB's k-way merge from the back: ties go to the lowest list position first."""
+def _merge_sort_while(series: list[tuple[list[int], list[Any]]]) -> tuple[list[int], list[Any]]:
+    """SiriDB's k-way merge from the back: ties go to the lowest list[Any] position first."""
     arrs = [np.asarray(t, dtype=np.uint64) for t, _ in series]
-    order = list(range(len(series)))  # live list of series indices (plist)
+    order = list(range(len(series)))  # live list[Any] of series indices (plist)
     cursor = [len(t) for t, _ in series]  # exclusive end of what is left per series
     chunks: list[np.ndarray] = []  # global point ids, collected back to front
     offsets = np.cumsum([0] + [len(t) for t, _ in series])
@@ -639,9 +669,9 @@ def _merge_sort_while(series: list[tuple[list[int], list]]) -> tuple[list[int], 
     return [flat_ts[i] for i in ids_all], [flat_v[i] for i in ids_all]
 
 
-def _merge_and_sort(series: list[tuple[list[int], list]]) -> tuple[list[int], list]:
+def _merge_and_sort(series: list[tuple[list[int], list[Any]]]) -> tuple[list[int], list[Any]]:
     """Round-robin fill from the back, then a stable sort on timestamp."""
-    plist = [[t, v, len(t) - 1] for t, v in series]
+    plist: list[list[Any]] = [[t, v, len(t) - 1] for t, v in series]
     total = sum(len(t) for t, _ in series)
     out: list[tuple[int, Any]] = [(0, None)] * total
     n = total
@@ -661,12 +691,12 @@ def _merge_and_sort(series: list[tuple[list[int], list]]) -> tuple[list[int], li
     return [p[0] for p in out], [p[1] for p in out]
 
 
-def _merge_highest(series: list[tuple[list[int], list]]) -> tuple[list[int], list]:
+def _merge_highest(series: list[tuple[list[int], list[Any]]]) -> tuple[list[int], list[Any]]:
     """SiriDB's merge for many series with many points (kept with its cursor quirks)."""
-    plist = [[t, v, len(t) - 1] for t, v in series]
+    plist: list[list[Any]] = [[t, v, len(t) - 1] for t, v in series]
     total = sum(len(t) for t, _ in series)
     out_ts = [0] * total
-    out_v: list = [None] * total
+    out_v: list[Any] = [None] * total
     n = total
     m: int | None = None
     l_idx = 0

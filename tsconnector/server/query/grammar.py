@@ -1,110 +1,83 @@
-"""The SiriDB query language as a pyleri grammar, and SiriDB-style parse error messages.
+"""The SiriDB 2.0.55 query language: its grammar, element for element, and syntax errors.
 
-The alternatives are listed in the order the real server tries them, because that
-order decides the "Expecting ..." list of a syntax error, which clients see verbatim.
+The elements and the order of their alternatives are those of the real server's grammar
+(``src/siri/grammar/grammar.c``), parsed with :mod:`.cleri`, so the same queries parse,
+into the same trees, and a syntax error lists the same expected elements in the same
+order. Keywords are case-sensitive, as in SiriDB.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+import sys
+from typing import Final
 
-from pyleri import (
+from tsconnector.server.query.cleri import (
+    END_OF_STATEMENT,
     THIS,
     Choice,
-    Grammar,
+    DepthExceeded,
+    Element,
     Keyword,
     List,
+    Node,
     Optional,
     Prio,
+    Ref,
     Regex,
-    Repeat,
     Sequence,
     Token,
     Tokens,
+    byte_offset,
+    dup,
 )
-from pyleri.endofstatement import end_of_statement
-from pyleri.exceptions import MaxRecursionError
-from pyleri.node import Node
-from pyleri.result import Result
+from tsconnector.server.query.cleri import parse as cleri_parse
+
+__all__ = ["G", "ParseFailure", "SiriGrammar", "parse", "truncate_error"]
+
+#: SiriDB keeps error messages in a buffer of this many bytes (the last one ends it).
+MAX_ERROR_BYTES: Final = 1024
+
+_RE_KEYWORDS = re.compile(r"[a-z_]+")
 
 
 def _kw(word: str) -> Keyword:
-    return Keyword(word, ign_case=True)
+    return Keyword(word)
 
 
-def _first(*elements: Any) -> Choice:
+def _first(*elements: Element | str) -> Choice:
     return Choice(*elements, most_greedy=False)
 
 
-def _where(*conditions: Any) -> Sequence:
-    """``where`` followed by conditions combined with parentheses, ``and`` and ``or``."""
+def _greedy(*elements: Element | str) -> Choice:
+    return Choice(*elements, most_greedy=True)
+
+
+def _cols(*elements: Element) -> List:
+    return List(_first(*elements), ",", 1)
+
+
+_K_WHERE = _kw("where")
+_K_AND = _kw("and")
+_K_OR = _kw("or")
+
+
+def _where(*conditions: Element) -> Sequence:
+    """``where`` and conditions combined with parentheses, ``and`` and ``or``."""
     return Sequence(
-        SiriGrammarBase.k_where,
+        _K_WHERE,
         Prio(
             *conditions,
             Sequence("(", THIS, ")"),
-            Sequence(THIS, SiriGrammarBase.k_and, THIS),
-            Sequence(THIS, SiriGrammarBase.k_or, THIS),
+            Sequence(THIS, _K_AND, THIS),
+            Sequence(THIS, _K_OR, THIS),
         ),
     )
 
 
-class _OrderedExpecting:
-    """Like pyleri's Expecting, but remembers the order in which elements were tried.
+class SiriGrammar:
+    """Every named element of the grammar as a class attribute (names as in SiriDB)."""
 
-    The real server (libcleri) reports required elements first, then optional ones,
-    each in the order the parser met them.
-    """
-
-    __slots__ = ("_modes", "optional", "pos", "required")
-
-    def __init__(self) -> None:
-        self.required: dict[Any, None] = {}
-        self.optional: dict[Any, None] = {}
-        self.pos = 0
-        self._modes: dict[int, dict[Any, None]] = {0: self.required}
-
-    def set_mode_required(self, pos: int, is_required: bool) -> None:
-        if self._modes.get(pos) is self.optional:
-            return
-        self._modes[pos] = self.required if is_required else self.optional
-
-    def empty(self) -> None:
-        self.required.clear()
-        self.optional.clear()
-
-    def update(self, element: Any, pos: int) -> None:
-        if pos > self.pos:
-            self.empty()
-            self.pos = pos
-        if pos == self.pos:
-            self._modes.setdefault(pos, self.required)[element] = None
-
-    def ordered(self) -> list[Any]:
-        return list(self.required) + [e for e in self.optional if e not in self.required]
-
-
-class SiriGrammarBase:
-    """Shared terminals; kept outside the grammar class so helpers can reference them."""
-
-    k_where = _kw("where")
-    k_and = _kw("and")
-    k_or = _kw("or")
-
-
-_FUNCTION_WORDS = (
-    "mean", "sum", "median", "median_low", "median_high", "min", "max", "count",
-    "variance", "pvariance", "stddev", "first", "last", "timeval", "interval",
-)
-
-
-class SiriGrammar(Grammar):
-    """Grammar of SiriDB 2.0 queries (select, list, count, show, alter, ...)."""
-
-    RE_KEYWORDS = re.compile(r"^[a-z_]+", re.IGNORECASE)
-
-    # -- terminals ---------------------------------------------------------------------
     r_float = Regex(r"[-+]?[0-9]*\.?[0-9]+")
     r_integer = Regex(r"[-+]?[0-9]+")
     r_uinteger = Regex(r"[0-9]+")
@@ -123,13 +96,13 @@ class SiriGrammar(Grammar):
     k_after = _kw("after")
     k_all = _kw("all")
     k_alter = _kw("alter")
-    k_and = SiriGrammarBase.k_and
+    k_and = _K_AND
     k_as = _kw("as")
     k_backup_mode = _kw("backup_mode")
     k_before = _kw("before")
+    k_between = _kw("between")
     k_buffer_path = _kw("buffer_path")
     k_buffer_size = _kw("buffer_size")
-    k_between = _kw("between")
     k_count = _kw("count")
     k_create = _kw("create")
     k_critical = _kw("critical")
@@ -160,12 +133,12 @@ class SiriGrammar(Grammar):
     k_group = _kw("group")
     k_groups = _kw("groups")
     k_head = _kw("head")
-    k_help = Choice(_kw("help"), Token("?"))
+    k_help = _greedy(_kw("help"), Token("?"))
     k_idle_percentage = _kw("idle_percentage")
     k_idle_time = _kw("idle_time")
-    k_ignore_threshold = _kw("ignore_threshold")
     k_inf = _kw("inf")
     k_info = _kw("info")
+    k_ignore_threshold = _kw("ignore_threshold")
     k_insert = _kw("insert")
     k_integer = _kw("integer")
     k_intersection = _first(Token("&"), _kw("intersection"))
@@ -197,7 +170,7 @@ class SiriGrammar(Grammar):
     k_offset = _kw("offset")
     k_online = _kw("online")
     k_open_files = _kw("open_files")
-    k_or = SiriGrammarBase.k_or
+    k_or = _K_OR
     k_password = _kw("password")
     k_points = _kw("points")
     k_pool = _kw("pool")
@@ -251,19 +224,17 @@ class SiriGrammar(Grammar):
     k_variance = _kw("variance")
     k_version = _kw("version")
     k_warning = _kw("warning")
-    k_where = SiriGrammarBase.k_where
+    k_where = _K_WHERE
     k_who_am_i = _kw("who_am_i")
     k_write = _kw("write")
     c_difference = _first(Token("-"), k_difference)
 
     access_keywords = _first(
-        k_read, k_write, k_modify, k_full, k_select, k_show, k_list, k_count,
-        k_create, k_insert, k_drop, k_grant, k_revoke, k_alter,
+        k_read, k_write, k_modify, k_full, k_select, k_show, k_list, k_count, k_create,
+        k_insert, k_drop, k_grant, k_revoke, k_alter,
     )
-    boolean = _first(k_true, k_false)
+    _boolean = _first(k_true, k_false)
     log_keywords = _first(k_debug, k_info, k_warning, k_error, k_critical)
-
-    # -- expressions -------------------------------------------------------------------
     int_expr = Prio(
         r_integer,
         Sequence("(", THIS, ")"),
@@ -278,34 +249,26 @@ class SiriGrammar(Grammar):
         Sequence("(", THIS, ")"),
         Sequence(THIS, Tokens("+ - * % /"), THIS),
     )
-
-    # -- columns -----------------------------------------------------------------------
-    series_columns = List(
-        _first(k_name, k_type, k_length, k_start, k_end, k_shard_duration, k_pool), ",", 1)
-    shard_columns = List(
-        _first(k_sid, k_pool, k_server, k_size, k_start, k_end, k_type, k_status), ",", 1)
-    server_columns = List(
-        _first(
-            k_address, k_buffer_path, k_buffer_size, k_dbpath, k_ip_support, k_libuv,
-            k_name, k_port, k_uuid, k_pool, k_version, k_online, k_startup_time, k_status,
-            k_active_handles, k_active_tasks, k_fifo_files, k_idle_percentage, k_idle_time,
-            k_log_level, k_max_open_files, k_mem_usage, k_open_files, k_received_points,
-            k_reindex_progress, k_selected_points, k_sync_progress, k_tee, k_uptime,
-        ),
-        ",",
-        1,
+    series_columns = _cols(
+        k_name, k_type, k_length, k_start, k_end, k_shard_duration, k_pool)
+    shard_columns = _cols(
+        k_sid, k_pool, k_server, k_size, k_start, k_end, k_type, k_status)
+    server_columns = _cols(
+        k_address, k_buffer_path, k_buffer_size, k_dbpath, k_ip_support, k_libuv, k_name,
+        k_port, k_uuid, k_pool, k_version, k_online, k_startup_time, k_status,
+        k_active_handles, k_active_tasks, k_fifo_files, k_idle_percentage, k_idle_time,
+        k_log_level, k_max_open_files, k_mem_usage, k_open_files, k_received_points,
+        k_reindex_progress, k_selected_points, k_sync_progress, k_uptime,
     )
-    group_columns = List(_first(k_expression, k_name, k_series), ",", 1)
-    user_columns = List(_first(k_name, k_access), ",", 1)
-    tag_columns = List(_first(k_name, k_series), ",", 1)
+    group_columns = _cols(k_expression, k_name, k_series)
+    user_columns = _cols(k_name, k_access)
+    tag_columns = _cols(k_name, k_series)
     pool_props = _first(k_pool, k_servers, k_series)
     pool_columns = List(pool_props, ",", 1)
-
     bool_operator = Tokens("== !=")
-    int_operator = Tokens("< > == != <= >=")
-    str_operator = Tokens("< > == != <= >= ~ !~")
+    int_operator = Tokens("== != <= >= < >")
+    str_operator = Tokens("== != <= >= !~ < > ~")
 
-    # -- where clauses -----------------------------------------------------------------
     where_group = _where(
         Sequence(k_series, int_operator, int_expr),
         Sequence(_first(k_expression, k_name), str_operator, string),
@@ -318,7 +281,7 @@ class SiriGrammar(Grammar):
     where_series = _where(
         Sequence(_first(k_length, k_pool), int_operator, int_expr),
         Sequence(k_name, str_operator, string),
-        Sequence(_first(k_start, k_end), int_operator, time_expr),
+        Sequence(_first(k_start, k_end, k_shard_duration), int_operator, time_expr),
         Sequence(k_type, bool_operator, _first(k_string, k_integer, k_float)),
     )
     where_server = _where(
@@ -335,17 +298,17 @@ class SiriGrammar(Grammar):
         Sequence(
             _first(
                 k_address, k_buffer_path, k_dbpath, k_ip_support, k_libuv, k_name, k_uuid,
-                k_version, k_status, k_reindex_progress, k_sync_progress, k_tee,
+                k_version, k_status, k_reindex_progress, k_sync_progress,
             ),
             str_operator,
             string,
         ),
-        Sequence(k_online, bool_operator, boolean),
+        Sequence(k_online, bool_operator, _boolean),
         Sequence(k_log_level, int_operator, log_keywords),
     )
     where_shard = _where(
         Sequence(_first(k_sid, k_pool, k_size), int_operator, int_expr),
-        Sequence(_first(k_server, k_status), str_operator, string),
+        Sequence(_greedy(k_server, k_status), str_operator, string),
         Sequence(_first(k_start, k_end), int_operator, time_expr),
         Sequence(k_type, bool_operator, _first(k_number, k_log)),
     )
@@ -353,27 +316,21 @@ class SiriGrammar(Grammar):
         Sequence(k_name, str_operator, string),
         Sequence(k_access, int_operator, access_keywords),
     )
-
-    # -- series matching ---------------------------------------------------------------
     series_setopr = _first(k_union, c_difference, k_intersection, k_symmetric_difference)
+    series_parentheses = Sequence("(", THIS, ")")
     series_all = _first(Token("*"), k_all)
-    series_name = Repeat(string, 1, 1)
-    group_tag_match = Repeat(r_grave_str, 1, 1)
-    series_re = Repeat(r_regex, 1, 1)
-    group_name = Repeat(r_grave_str, 1, 1)
-    tag_name = Repeat(r_grave_str, 1, 1)
+    series_name = dup(string)
+    group_name = dup(r_grave_str)
+    tag_name = dup(r_grave_str)
+    series_re = dup(r_regex)
     uuid = _first(r_uuid_str, string)
+    group_tag_match = dup(r_grave_str)
     series_match = Prio(
-        List(
-            _first(series_all, series_name, group_tag_match, series_re),
-            series_setopr,
-            1,
-        ),
+        List(_first(series_all, series_name, group_tag_match, series_re), series_setopr, 1),
         _first(series_all, series_name, group_tag_match, series_re),
-        Sequence("(", THIS, ")"),
+        series_parentheses,
         Sequence(THIS, series_setopr, THIS),
     )
-
     limit_expr = Sequence(k_limit, int_expr)
     before_expr = Sequence(k_before, time_expr)
     after_expr = Sequence(k_after, time_expr)
@@ -383,11 +340,33 @@ class SiriGrammar(Grammar):
     access_expr = List(access_keywords, ",", 1)
     prefix_expr = Sequence(k_prefix, string)
     suffix_expr = Sequence(k_suffix, string)
-
-    # -- aggregate functions -----------------------------------------------------------
     f_all = _first(Token("*"), k_all)
-    f_points = Repeat(k_points, 1, 1)
+    f_points = dup(k_points)
+    f_difference = Sequence(k_difference, "(", Optional(time_expr), ")")
+    f_derivative = Sequence(k_derivative, "(", List(time_expr, ",", 0, 2), ")")
+    f_mean = Sequence(k_mean, "(", Optional(time_expr), ")")
+    f_median = Sequence(k_median, "(", Optional(time_expr), ")")
+    f_median_low = Sequence(k_median_low, "(", Optional(time_expr), ")")
+    f_median_high = Sequence(k_median_high, "(", Optional(time_expr), ")")
+    f_sum = Sequence(k_sum, "(", Optional(time_expr), ")")
+    f_min = Sequence(k_min, "(", Optional(time_expr), ")")
+    f_max = Sequence(k_max, "(", Optional(time_expr), ")")
+    f_count = Sequence(k_count, "(", Optional(time_expr), ")")
+    f_variance = Sequence(k_variance, "(", Optional(time_expr), ")")
+    f_pvariance = Sequence(k_pvariance, "(", Optional(time_expr), ")")
+    f_stddev = Sequence(k_stddev, "(", Optional(time_expr), ")")
+    f_first = Sequence(k_first, "(", Optional(time_expr), ")")
+    f_last = Sequence(k_last, "(", Optional(time_expr), ")")
     f_offset = Sequence(k_offset, "(", time_expr, ")")
+    f_timeval = Sequence(k_timeval, "(", ")")
+    f_interval = Sequence(k_interval, "(", ")")
+    f_filter = Sequence(
+        k_filter,
+        "(",
+        Optional(str_operator),
+        _greedy(string, r_integer, r_float, r_regex, k_nan, k_inf, k_ninf),
+        ")",
+    )
     f_limit = Sequence(
         k_limit,
         "(",
@@ -399,30 +378,6 @@ class SiriGrammar(Grammar):
         ),
         ")",
     )
-    f_mean = Sequence(k_mean, "(", Optional(time_expr), ")")
-    f_sum = Sequence(k_sum, "(", Optional(time_expr), ")")
-    f_median = Sequence(k_median, "(", Optional(time_expr), ")")
-    f_median_low = Sequence(k_median_low, "(", Optional(time_expr), ")")
-    f_median_high = Sequence(k_median_high, "(", Optional(time_expr), ")")
-    f_min = Sequence(k_min, "(", Optional(time_expr), ")")
-    f_max = Sequence(k_max, "(", Optional(time_expr), ")")
-    f_count = Sequence(k_count, "(", Optional(time_expr), ")")
-    f_variance = Sequence(k_variance, "(", Optional(time_expr), ")")
-    f_pvariance = Sequence(k_pvariance, "(", Optional(time_expr), ")")
-    f_stddev = Sequence(k_stddev, "(", Optional(time_expr), ")")
-    f_first = Sequence(k_first, "(", Optional(time_expr), ")")
-    f_last = Sequence(k_last, "(", Optional(time_expr), ")")
-    f_timeval = Sequence(k_timeval, "(", Optional(time_expr), ")")
-    f_interval = Sequence(k_interval, "(", Optional(time_expr), ")")
-    f_difference = Sequence(k_difference, "(", Optional(time_expr), ")")
-    f_derivative = Sequence(k_derivative, "(", List(time_expr, ",", 0, 2), ")")
-    f_filter = Sequence(
-        k_filter,
-        "(",
-        Optional(str_operator),
-        Choice(string, r_integer, r_float, r_regex, k_nan, k_inf, k_ninf, most_greedy=True),
-        ")",
-    )
     aggregate_functions = List(
         _first(
             f_all, f_offset, f_limit, f_mean, f_sum, f_median, f_median_low, f_median_high,
@@ -432,17 +387,17 @@ class SiriGrammar(Grammar):
         "=>",
         1,
     )
-    select_aggregate = Sequence(aggregate_functions, Optional(prefix_expr), Optional(suffix_expr))
+    select_aggregate = Sequence(
+        aggregate_functions, Optional(prefix_expr), Optional(suffix_expr))
     select_aggregates = List(select_aggregate, ",", 1)
     merge_as = Sequence(
         k_merge, k_as, string, Optional(Sequence(k_using, aggregate_functions)))
-
-    # -- set clauses -------------------------------------------------------------------
     set_address = Sequence(k_set, k_address, string)
-    set_backup_mode = Sequence(k_set, k_backup_mode, boolean)
+    set_tee = Sequence(k_set, k_tee, _first(k_false, string))
+    set_backup_mode = Sequence(k_set, k_backup_mode, _boolean)
     set_drop_threshold = Sequence(k_set, k_drop_threshold, r_float)
     set_expression = Sequence(k_set, k_expression, r_regex)
-    set_ignore_threshold = Sequence(k_set, k_ignore_threshold, boolean)
+    set_ignore_threshold = Sequence(k_set, k_ignore_threshold, _boolean)
     set_list_limit = Sequence(k_set, k_list_limit, r_uinteger)
     set_log_level = Sequence(k_set, k_log_level, log_keywords)
     set_name = Sequence(k_set, k_name, string)
@@ -450,30 +405,27 @@ class SiriGrammar(Grammar):
     set_port = Sequence(k_set, k_port, r_uinteger)
     set_select_points_limit = Sequence(k_set, k_select_points_limit, r_uinteger)
     set_timezone = Sequence(k_set, k_timezone, string)
+    tag_series = Sequence(k_tag, tag_name)
+    untag_series = Sequence(k_untag, tag_name)
     set_expiration_num = Sequence(
         k_set, k_expiration_num, time_expr, Optional(set_ignore_threshold))
     set_expiration_log = Sequence(
         k_set, k_expiration_log, time_expr, Optional(set_ignore_threshold))
-    tag_series = Sequence(k_tag, tag_name)
-    untag_series = Sequence(k_untag, tag_name)
-
-    # -- statements --------------------------------------------------------------------
     alter_database = Sequence(
         k_database,
         _first(
             set_drop_threshold, set_list_limit, set_select_points_limit, set_timezone,
-            set_expiration_num, set_expiration_log,
+            set_expiration_num, set_expiration_log, set_tee,
         ),
     )
     alter_group = Sequence(k_group, group_name, _first(set_expression, set_name))
-    alter_tag = Sequence(k_tag, tag_name, set_name)
+    alter_tag = Sequence(k_tag, tag_name, _first(set_name))
     alter_server = Sequence(
         k_server, uuid, _first(set_log_level, set_backup_mode, set_address, set_port))
-    alter_servers = Sequence(k_servers, Optional(where_server), set_log_level)
+    alter_servers = Sequence(k_servers, Optional(where_server), _first(set_log_level))
     alter_user = Sequence(k_user, string, _first(set_password, set_name))
     alter_series = Sequence(
         k_series, series_match, Optional(where_series), _first(tag_series, untag_series))
-
     count_groups = Sequence(k_groups, Optional(where_group))
     count_tags = Sequence(k_tags, Optional(where_tag))
     count_pools = Sequence(k_pools, Optional(where_pool))
@@ -486,10 +438,8 @@ class SiriGrammar(Grammar):
     count_users = Sequence(k_users, Optional(where_user))
     count_series_length = Sequence(
         k_series, k_length, Optional(series_match), Optional(where_series))
-
     create_group = Sequence(k_group, group_name, k_for, r_regex)
     create_user = Sequence(k_user, string, set_password)
-
     drop_group = Sequence(k_group, group_name)
     drop_tag = Sequence(k_tag, tag_name)
     drop_series = Sequence(
@@ -497,10 +447,7 @@ class SiriGrammar(Grammar):
     drop_shards = Sequence(k_shards, Optional(where_shard), Optional(set_ignore_threshold))
     drop_server = Sequence(k_server, uuid)
     drop_user = Sequence(k_user, string)
-
     grant_user = Sequence(k_user, string, Optional(set_password))
-    revoke_user = Sequence(k_user, string)
-
     list_groups = Sequence(k_groups, Optional(group_columns), Optional(where_group))
     list_tags = Sequence(k_tags, Optional(tag_columns), Optional(where_tag))
     list_pools = Sequence(k_pools, Optional(pool_columns), Optional(where_pool))
@@ -509,7 +456,7 @@ class SiriGrammar(Grammar):
     list_servers = Sequence(k_servers, Optional(server_columns), Optional(where_server))
     list_shards = Sequence(k_shards, Optional(shard_columns), Optional(where_shard))
     list_users = Sequence(k_users, Optional(user_columns), Optional(where_user))
-
+    revoke_user = Sequence(k_user, string)
     alter_stmt = Sequence(
         k_alter,
         _first(
@@ -517,17 +464,16 @@ class SiriGrammar(Grammar):
             alter_database,
         ),
     )
-    calc_stmt = Repeat(time_expr, 1, 1)
+    calc_stmt = dup(time_expr)
     count_stmt = Sequence(
         k_count,
-        Choice(
+        _greedy(
             count_groups, count_pools, count_series, count_servers, count_servers_received,
-            count_servers_selected, count_shards, count_shards_size, count_users, count_tags,
-            count_series_length,
-            most_greedy=True,
+            count_servers_selected, count_shards, count_shards_size, count_users,
+            count_tags, count_series_length,
         ),
     )
-    create_stmt = Sequence(k_create, Choice(create_group, create_user, most_greedy=True))
+    create_stmt = Sequence(k_create, _greedy(create_group, create_user))
     drop_stmt = Sequence(
         k_drop,
         _first(drop_group, drop_tag, drop_series, drop_shards, drop_server, drop_user),
@@ -548,8 +494,7 @@ class SiriGrammar(Grammar):
         k_from,
         series_match,
         Optional(where_series),
-        Optional(_first(after_expr, between_expr, before_expr)),
-        Optional(_first(head_expr, tail_expr)),
+        Optional(_first(after_expr, between_expr, before_expr, tail_expr, head_expr)),
         Optional(merge_as),
     )
     show_stmt = Sequence(
@@ -569,10 +514,8 @@ class SiriGrammar(Grammar):
             0,
         ),
     )
-    timeit_stmt = Repeat(k_timeit, 1, 1)
-    r_help_word = Regex(r"[a-z_]+", re.IGNORECASE)
-    help_stmt = Sequence(k_help, Repeat(r_help_word, 0))
-
+    timeit_stmt = dup(k_timeit)
+    help_stmt = Ref()
     START = Sequence(
         Optional(timeit_stmt),
         Optional(
@@ -583,72 +526,160 @@ class SiriGrammar(Grammar):
         ),
         Optional(r_comment),
     )
+    help_access = _kw("access")
+    help_alter_database = _kw("database")
+    help_alter_group = _kw("group")
+    help_alter_server = _kw("server")
+    help_alter_servers = _kw("servers")
+    help_alter_user = _kw("user")
+    help_alter = Sequence(
+        k_alter,
+        Optional(_greedy(
+            help_alter_database, help_alter_group, help_alter_server, help_alter_servers,
+            help_alter_user,
+        )),
+    )
+    help_count_groups = _kw("groups")
+    help_count_pools = _kw("pools")
+    help_count_series = _kw("series")
+    help_count_servers = _kw("servers")
+    help_count_shards = _kw("shards")
+    help_count_users = _kw("users")
+    help_count = Sequence(
+        k_count,
+        Optional(_greedy(
+            help_count_groups, help_count_pools, help_count_series, help_count_servers,
+            help_count_shards, help_count_users,
+        )),
+    )
+    help_create_group = _kw("group")
+    help_create_user = _kw("user")
+    help_create = Sequence(k_create, Optional(_greedy(help_create_group, help_create_user)))
+    help_drop_group = _kw("group")
+    help_drop_series = _kw("series")
+    help_drop_server = _kw("server")
+    help_drop_shards = _kw("shards")
+    help_drop_user = _kw("user")
+    help_drop = Sequence(
+        k_drop,
+        Optional(_greedy(
+            help_drop_group, help_drop_series, help_drop_server, help_drop_shards,
+            help_drop_user,
+        )),
+    )
+    help_functions = _kw("functions")
+    help_grant = _kw("grant")
+    help_list_groups = _kw("groups")
+    help_list_pools = _kw("pools")
+    help_list_series = _kw("series")
+    help_list_servers = _kw("servers")
+    help_list_shards = _kw("shards")
+    help_list_users = _kw("users")
+    help_list = Sequence(
+        k_list,
+        Optional(_greedy(
+            help_list_groups, help_list_pools, help_list_series, help_list_servers,
+            help_list_shards, help_list_users,
+        )),
+    )
+    help_noaccess = _kw("noaccess")
+    help_revoke = _kw("revoke")
+    help_select = _kw("select")
+    help_show = _kw("show")
+    help_timeit = _kw("timeit")
+    help_timezones = _kw("timezones")
+    help_stmt.target = Sequence(
+        k_help,
+        Optional(_greedy(
+            help_access, help_alter, help_count, help_create, help_drop, help_functions,
+            help_grant, help_list, help_noaccess, help_revoke, help_select, help_show,
+            help_timeit, help_timezones,
+        )),
+    )
 
-    def parse(self, string: str) -> Result:  # type: ignore[override]
-        self._s = ""
-        self._string = string
-        self._expecting = _OrderedExpecting()  # type: ignore[assignment]
-        self._cached_kw_match.clear()
-        self._len_string = len(string)
-        self._pos = -1
-        tree = Node(self._element, string, 0, self._len_string)
-        is_valid, pos = self._walk(self._element, 0, tree.children, self._element, True)
-        result = Result(is_valid, pos, tree)
-        rest = string[pos:]
-        stripped = rest.lstrip()
-        if stripped:
-            result.is_valid = False
-            if not self._expecting.required:
-                end = pos + len(rest) - len(stripped)
-                self._expecting.set_mode_required(end, True)
-                self._expecting.update(end_of_statement, end)
-        result.expecting = self._expecting.ordered()  # type: ignore[assignment]
-        if not result.is_valid:
-            result.pos = self._expecting.pos
-        return result
+
+def _name_elements() -> None:
+    for name, value in vars(SiriGrammar).items():
+        if isinstance(value, Element) and value.name is None:
+            value.name = name
+    target = SiriGrammar.help_stmt.target
+    assert target is not None
+    target.name = "help_stmt"
 
 
-_PARSER = SiriGrammar()
+_name_elements()
 
-#: Readable names of regular expressions in error messages, as the real server prints.
-_REGEX_NAMES = {
-    id(SiriGrammar.r_singleq_str): "single_quote_str",
-    id(SiriGrammar.r_doubleq_str): "double_quote_str",
-    id(SiriGrammar.r_integer): "integer",
-    id(SiriGrammar.r_float): "float",
-    id(SiriGrammar.r_uuid_str): "uuid",
-    id(SiriGrammar.r_time_str): "date/time_string",
+#: Short alias used by the builder.
+G = SiriGrammar
+
+#: Readable names of regular expressions in a syntax error, as SiriDB prints them.
+_REGEX_NAMES: Final = {
+    "r_singleq_str": "single_quote_str",
+    "r_doubleq_str": "double_quote_str",
+    "r_grave_str": "grave_str",
+    "r_integer": "integer",
+    "r_float": "float",
+    "r_uuid_str": "uuid",
+    "r_time_str": "date/time_string",
+    "r_regex": "regular_expression",
 }
 
+#: Recursion needed per nesting level of parentheses in a rule (Python frames).
+_FRAMES_PER_LEVEL: Final = 8
 
-def _expect_name(element: Any) -> str | None:
-    if element is end_of_statement:
+
+def _expect_name(element: Element) -> str | None:
+    if element is END_OF_STATEMENT:
         return "end_of_statement"
     if isinstance(element, Keyword):
-        return element._keyword
+        return element.word
     if isinstance(element, Tokens):
-        return " ".join(element._tokens)
+        return element.spaced
     if isinstance(element, Token):
-        return element._token
-    return _REGEX_NAMES.get(id(element))
+        return element.token
+    return _REGEX_NAMES.get(element.name or "")
 
 
 class ParseFailure(Exception):
     """A syntax error; ``str()`` is the exact message the real server sends."""
 
 
+def truncate_error(message: str) -> str:
+    """An error message cut where SiriDB's fixed-size buffer cuts it."""
+    data = message.encode("utf-8", "surrogateescape")
+    if len(data) < MAX_ERROR_BYTES:
+        return message
+    return data[: MAX_ERROR_BYTES - 1].decode("utf-8", "ignore")
+
+
 def parse(query: str) -> Node:
     """Parse ``query``; returns the START node or raises :class:`ParseFailure`."""
+    depth = query.count("(") * _FRAMES_PER_LEVEL + 1000
+    if depth > sys.getrecursionlimit():
+        sys.setrecursionlimit(depth)
     try:
-        result = _PARSER.parse(query)
-    except (MaxRecursionError, RecursionError) as exc:
-        raise ParseFailure("Query error: the query is nested too deeply.") from exc
+        result = cleri_parse(SiriGrammar.START, query, _RE_KEYWORDS)
+    except (DepthExceeded, RecursionError) as exc:
+        raise ParseFailure(
+            "Memory allocation error or maximum recursion depth reached.") from exc
     if result.is_valid:
         return result.tree.children[0]
-    names = [n for n in (_expect_name(e) for e in result.expecting) if n is not None]
-    msg = f"Query error at position {result.pos}. Expecting "
-    if len(names) > 1:
-        msg += ", ".join(names[:-1]) + " or " + names[-1]
-    elif names:
-        msg += names[0]
-    raise ParseFailure(msg)
+    names = [_expect_name(e) for e in result.expecting]
+    msg = f"Query error at position {byte_offset(query, result.pos)}. Expecting "
+    count = 0
+    last = len(names) - 1
+    for i, name in enumerate(names):
+        if name is None:
+            continue
+        if count == 0:
+            msg += name
+        elif i == last:
+            msg += " or " + name
+        else:
+            msg += ", " + name
+        count += 1
+    raise ParseFailure(truncate_error(msg))
+
+
+# Grammar elements the builder refers to by identity.
+__all__ += ["Keyword", "Node", "Token", "Tokens"]

@@ -1,20 +1,21 @@
 """Evaluate ``list``, ``count`` and ``show``: rows about series, groups, tags, users,
-pools, servers and shards of the one embedded server.
+pools, servers and shards of the one embedded server, as SiriDB 2.0.55 answers them.
 """
 
 from __future__ import annotations
 
-import bisect
 import resource
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from tsconnector.protocol.constants import PRECISION_NAMES
-from tsconnector.server.model import ACCESS_BITS, ACCESS_PROFILES
+from tsconnector.server import shards as sh
+from tsconnector.server.model import Database
 from tsconnector.server.query import syntax as s
-from tsconnector.server.query.errors import QueryFailure
+from tsconnector.server.query.access import access_text, siridb_access
+from tsconnector.server.query.errors import NotAccessible, QueryFailure
 from tsconnector.server.query.selection import (
-    BUFFER_POINTS,
+    WHERE_TOO_DEEP,
     filter_rows,
     select_series,
     series_row,
@@ -23,6 +24,18 @@ from tsconnector.server.query.timeexpr import TimeContext, evaluate
 
 if TYPE_CHECKING:
     from tsconnector.server.query import Session
+
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "SHOW_ORDER",
+    "run_count",
+    "run_list",
+    "run_show",
+    "server_row",
+    "server_where_row",
+    "shard_row",
+    "show_values",
+]
 
 DEFAULT_COLUMNS = {
     "series": ("name",),
@@ -45,29 +58,11 @@ SHOW_ORDER = (
     "version", "who_am_i",
 )
 
-_LOG_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-
-
-def access_text(mask: int) -> str:
-    """An access mask the way SiriDB prints it: profile names first, then single rights."""
-    if mask == 0:
-        return "no access"
-    parts = []
-    rest = mask
-    for name in ("full", "modify", "write", "read"):
-        bits = ACCESS_PROFILES[name]
-        if rest & bits == bits:
-            parts.append(name)
-            rest &= ~bits
-    parts.extend(name for name, bit in ACCESS_BITS.items() if rest & bit)
-    return ", ".join(parts)
-
-
-def access_mask(words: tuple[str, ...] | list[str]) -> int:
-    mask = 0
-    for word in words:
-        mask |= ACCESS_PROFILES.get(word, ACCESS_BITS.get(word, 0))
-    return mask
+SERIES_TYPE_NAMES = ("integer", "float", "string")
+SHARD_TYPE_NAMES = ("number", "log")
+#: Files SiriDB keeps open per database (buffer, dropped series, series store);
+#: backup mode closes them.
+_OPEN_FILES = 3
 
 
 def _mem_usage_mb() -> int:
@@ -75,19 +70,19 @@ def _mem_usage_mb() -> int:
 
 
 def server_row(session: Session) -> dict[str, Any]:
-    """Properties of the one server, for ``list servers`` and ``show``."""
+    """Properties of the one server, for ``list servers``, ``show`` and ``where``."""
     db = session.db
+    control = session.control
     host, _, port = session.server_name.rpartition(":")
-    path = f"/var/lib/siridb/{db.name}/"
     topology = session.topology()
     own = topology.own if topology is not None else None
     return {
         "address": host,
         "port": int(port) if port.isdigit() else 0,
         "name": session.server_name,
-        "buffer_path": path,
-        "dbpath": path,
-        "buffer_size": 8192,
+        "buffer_path": db.buffer_path or db.dbpath,
+        "dbpath": db.dbpath,
+        "buffer_size": db.buffer_size,
         "ip_support": "IPV4ONLY",
         "libuv": "1.44.2",
         "uuid": db.uuid,
@@ -95,23 +90,38 @@ def server_row(session: Session) -> dict[str, Any]:
         "version": session.version,
         "online": True,
         "startup_time": 0,
-        "status": own.status if own is not None else "running",
+        # A cluster layout may report another status for this server (re-indexing...).
+        "status": own.status if own is not None and own.status != "running" else control.status,
         "active_handles": session.active_handles(),
         "active_tasks": 1,
         "fifo_files": 0,
         "idle_percentage": 100,
         "idle_time": 0,
-        "log_level": "info",
+        "log_level": control.log_level,
         "max_open_files": 512,
         "mem_usage": _mem_usage_mb(),
-        "open_files": 0,
+        "open_files": 0 if control.backup_mode else _OPEN_FILES,
         "received_points": db.received_points,
         "reindex_progress": "not available",
         "selected_points": db.selected_points,
         "sync_progress": "not available",
-        "tee": "disabled",
+        "tee": _tee_text(db),
         "uptime": max(int(session.now() - session.started_at), 0),
     }
+
+
+def _tee_text(db: Database) -> str:
+    if db.tee_error is not None:  # kept until the tee is set again, as in SiriDB
+        return db.tee_error
+    return "disabled" if db.tee is None else f"{db.tee[0]}:{db.tee[1]}"
+
+
+def server_where_row(session: Session) -> dict[str, Any]:
+    """:func:`server_row` with the numbers ``where`` compares for keywords."""
+    row = server_row(session)
+    row["online"] = 1
+    row["log_level"] = session.control.log_level_number
+    return row
 
 
 def show_values(session: Session) -> dict[str, Any]:
@@ -122,62 +132,39 @@ def show_values(session: Session) -> dict[str, Any]:
         drop_threshold=float(db.drop_threshold),
         duration_log=db.duration_log,
         duration_num=db.duration_num,
-        expiration_log=db.expiration_log,
-        expiration_num=db.expiration_num,
+        expiration_log=db.expiration_log or None,
+        expiration_num=db.expiration_num or None,
         list_limit=db.list_limit,
         select_points_limit=db.select_points_limit,
         server=session.server_name,
         timezone=db.timezone,
         time_precision=PRECISION_NAMES[db.precision],
-        who_am_i=session.user,
+        who_am_i=session.user_name,
     )
     return values
 
 
-def shard_rows(session: Session) -> list[dict[str, Any]]:
-    """Shards as the server would hold them: one per duration window and kind of data."""
+def shard_row(shard: sh.ShardInfo, session: Session) -> dict[str, Any]:
+    """A shard's properties (``type`` as SiriDB's number, for ``where``)."""
+    return {
+        "sid": shard.sid,
+        "pool": 0,
+        "server": session.server_name,
+        "size": shard.size,
+        "start": shard.start,
+        "end": shard.end,
+        "type": shard.tp,
+        "status": sh.shard_status(shard),
+        "duration": shard.duration,
+    }
+
+
+def _series_rows(
+    stmt: s.ListStmt | s.CountStmt, session: Session, ctx: TimeContext
+) -> list[dict[str, Any]]:
     db = session.db
-    found: dict[tuple[int, bool], list[int]] = {}
-    for series in db.ordered_series():
-        log = series.tp == "string"
-        if not log and series.length < BUFFER_POINTS:
-            continue
-        duration = db.duration_log if log else db.duration_num
-        ts = series.ts
-        i = 0
-        while i < len(ts):
-            start = ts[i] - ts[i] % duration
-            j = bisect.bisect_left(ts, start + duration, i)
-            entry = found.setdefault((start, log), [0, 0])
-            entry[0] += j - i
-            if log:
-                entry[1] += sum(len(str(v)) + 8 for v in series.values[i:j])
-            else:
-                entry[1] += 16 * (j - i)
-            i = j
-    rows = []
-    factor = (1, 1000, 1_000_000, 1_000_000_000)[db.precision]
-    for (start, log), (_, size) in sorted(found.items()):
-        duration = db.duration_log if log else db.duration_num
-        rows.append({
-            "sid": start // factor * 2 + int(log),
-            "pool": 0,
-            "server": session.server_name,
-            "size": size,
-            "start": start,
-            "end": start + duration,
-            "type": "log" if log else "number",
-            "status": "",
-        })
-    return rows
-
-
-def _resolve_keyword(prop: str, value: Any) -> Any:
-    if prop == "access":
-        return access_mask([value])
-    if prop == "online":
-        return value == "true"
-    return value
+    matched = select_series(db, stmt.match, None, ctx)
+    return filter_rows([series_row(x, db) for x in matched], stmt.where, ctx)  # type: ignore[return-value]
 
 
 def _rows(
@@ -186,7 +173,7 @@ def _rows(
     db = session.db
     rows: list[Mapping[str, Any]]
     if what == "series":
-        return [series_row(x, db) for x in select_series(db, stmt.match, stmt.where, ctx)]
+        return list(_series_rows(stmt, session, ctx))
     if what == "groups":
         rows = [
             {"name": g.name, "series": len(db.group_members(g.name)), "expression": g.expression}
@@ -198,7 +185,7 @@ def _rows(
             for t in db.tags.values()
         ]
     elif what == "users":
-        rows = [{"name": u.name, "access": u.access} for u in db.users.values()]
+        rows = [{"name": u.name, "access": siridb_access(u.access)} for u in db.users.values()]
     elif what == "pools":
         topology = session.topology()
         if topology is not None:
@@ -206,15 +193,18 @@ def _rows(
         else:
             rows = [{"pool": 0, "servers": 1, "series": len(db.series)}]
     elif what == "servers":
-        row = server_row(session)
-        row["log_level"] = _LOG_LEVELS["info"]
-        rows = [row]
+        rows = [server_where_row(session)]
         topology = session.topology()
         if topology is not None:
-            rows = topology.server_rows(row, _asks_servers(stmt))
+            rows = topology.server_rows(rows[0], _asks_servers(stmt))
     else:
-        rows = shard_rows(session)
-    return filter_rows(rows, stmt.where, ctx, _resolve_where(what))
+        rows = [shard_row(x, session) for x in db.shard_list()]
+    return filter_rows(rows, stmt.where, ctx)
+
+
+def _check_where(stmt: s.ListStmt | s.CountStmt) -> None:
+    if isinstance(stmt.where, s.WhereTooDeep):
+        raise QueryFailure(WHERE_TOO_DEEP)
 
 
 def _asks_servers(stmt: s.ListStmt | s.CountStmt) -> bool:
@@ -232,45 +222,59 @@ def _asks_servers(stmt: s.ListStmt | s.CountStmt) -> bool:
     return bool(props & REMOTE_SERVER_COLUMNS)
 
 
-def _resolve_where(what: str) -> Any:
-    if what == "servers":
-        return _server_resolver
-    return _resolve_keyword
-
-
-def _server_resolver(prop: str, value: Any) -> Any:
-    if prop == "log_level":
-        return _LOG_LEVELS.get(value, 0)
-    return _resolve_keyword(prop, value)
-
-
 def run_list(stmt: s.ListStmt, session: Session, ctx: TimeContext) -> dict[str, Any]:
     db = session.db
+    if stmt.what == "series":
+        select_series(db, stmt.match, None, ctx)  # selection errors come first
+    _check_where(stmt)
     limit = db.list_limit
     if stmt.limit is not None:
         limit = evaluate(stmt.limit, ctx)
         if limit <= 0 or limit > db.list_limit:
             raise QueryFailure(
-                f"Limit must be a value between 1 and {db.list_limit} but received: {limit}")
+                f"Limit must be a value between 1 and {db.list_limit} but received: "
+                f"{limit} (optionally the limit can be changed, see 'help alter database')")
     columns = stmt.columns or DEFAULT_COLUMNS[stmt.what]
     rows = _rows(stmt, session, ctx, stmt.what)[:limit]
     out = []
     for row in rows:
         line = []
         for col in columns:
-            value = row.get(col)
-            if stmt.what == "users" and col == "access":
-                value = access_text(int(value or 0))
-            if stmt.what == "servers" and col == "log_level":
-                value = "info"
-            line.append(value)
+            line.append(_column(stmt.what, col, row, session))
         out.append(line)
     return {"columns": list(columns), stmt.what: out}
 
 
+def _column(what: str, col: str, row: Mapping[str, Any], session: Session) -> Any:
+    value = row.get(col)
+    if what == "users" and col == "access":
+        return access_text(_model_access(session, row))
+    if what == "series" and col == "type":
+        return SERIES_TYPE_NAMES[int(value or 0)]
+    if what == "shards" and col == "type":
+        return SHARD_TYPE_NAMES[int(value or 0)]
+    if what == "servers":
+        if col == "log_level":
+            return session.control.log_level
+        if col == "online":
+            return bool(value)
+    return value
+
+
+def _model_access(session: Session, row: Mapping[str, Any]) -> int:
+    user = session.db.users.get(str(row["name"]))
+    return user.access if user is not None else 0
+
+
 def run_count(stmt: s.CountStmt, session: Session, ctx: TimeContext) -> dict[str, Any]:
     what = stmt.what
+    db = session.db
+    if what in ("series", "series_length"):
+        select_series(db, stmt.match, None, ctx)
+    _check_where(stmt)
     if what == "series_length":
+        if not session.control.accessible:
+            raise NotAccessible(session.server_name)
         rows = _rows(stmt, session, ctx, "series")
         return {what: sum(int(r["length"]) for r in rows)}
     if what in ("servers_received_points", "servers_selected_points"):
@@ -280,8 +284,11 @@ def run_count(stmt: s.CountStmt, session: Session, ctx: TimeContext) -> dict[str
     if what == "shards_size":
         rows = _rows(stmt, session, ctx, "shards")
         return {what: sum(int(r["size"]) for r in rows)}
-    if what == "pools" and stmt.where is None and session.topology() is not None:
-        return {what: session.topology().num_pools}  # offline pools count too
+    if what == "pools" and stmt.where is not None and not session.control.accessible:
+        raise NotAccessible(session.server_name)
+    topology = session.topology()
+    if what == "pools" and stmt.where is None and topology is not None:
+        return {what: topology.num_pools}  # offline pools count too
     return {what: len(_rows(stmt, session, ctx, what))}
 
 

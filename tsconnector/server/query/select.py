@@ -1,14 +1,21 @@
-"""Evaluate ``select``: read points, run function chains, merge, apply the points limit."""
+"""Evaluate ``select``: read points, run function chains, merge, apply the points limit.
+
+The steps and the order of their errors are SiriDB's: first the series selection, the
+``where`` depth and the ``merge ... using`` functions; then the time range or
+``head``/``tail``; then each selection *from the last to the first*, each checking its
+prefix and suffix, building its functions (only when series were selected) and reading
+series after series while the points limit allows; finally the merge and the answer.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import struct
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from tsconnector.server.model import Database, Series
 from tsconnector.server.query import syntax as s
+from tsconnector.server.query.answer import LARGE_ANSWER_POINTS, PointColumns
 from tsconnector.server.query.errors import QueryFailure
 from tsconnector.server.query.functions import (
     FunctionCall,
@@ -19,8 +26,21 @@ from tsconnector.server.query.functions import (
     fast_last_string,
     merge_series,
 )
-from tsconnector.server.query.selection import select_series
+from tsconnector.server.query.precision import query_factor, scale_calc, scale_timestamp
+from tsconnector.server.query.selection import WHERE_TOO_DEEP, matches, select_series, series_row
 from tsconnector.server.query.timeexpr import TimeContext, evaluate, evaluate_time
+
+__all__ = [
+    "MULTIPLE_METHODS",
+    "POINTS_LIMIT",
+    "SelectPlan",
+    "build_calls",
+    "calc_answer",
+    "convert_ts",
+    "plan_select",
+    "run_select",
+    "run_single",
+]
 
 MULTIPLE_METHODS = (
     "When using multiple select methods, add a prefix and/or suffix to the selection "
@@ -31,6 +51,13 @@ POINTS_LIMIT = (
     "time window, an aggregation function or select less series to reduce the number "
     "of points."
 )
+MERGE_NAME = (
+    "Error while merging points. Make sure the destination series name is valid."
+)
+OFFSET_FIRST = "Offset must be used after an aggregation method."
+ADD_POINTS = "Error adding points to map."
+#: ``head`` and ``tail`` take at most this many points.
+MAX_HEADTAIL = 1_000_000
 
 Points = tuple[list[int], list[Any], str]
 #: ``(start, end, head, tail)`` of a select; None where not given.
@@ -38,38 +65,44 @@ Bounds = tuple[int | None, int | None, int | None, int | None]
 _NO_BOUNDS: Bounds = (None, None, None, None)
 
 
-def _float32(value: float) -> float:
-    return float(struct.unpack("f", struct.pack("f", value))[0])
-
-
 def convert_ts(ts: int, db_precision: int, precision: int | None) -> int:
-    """A timestamp in another precision, with the real server's floating-point rounding.
+    """A point's time-stamp as answered to a query asking for ``precision``."""
+    return scale_timestamp(ts, query_factor(precision, db_precision))
 
-    Scaling up multiplies in double precision; scaling down divides in single precision.
-    """
-    if precision is None or precision == db_precision:
-        return ts
-    if precision > db_precision:
-        return int(ts * float(10 ** (3 * (precision - db_precision))))
-    return int(_float32(_float32(float(ts)) / float(10 ** (3 * (db_precision - precision)))))
+
+def calc_answer(value: int, db_precision: int, precision: int | None) -> int:
+    """A ``calc`` answer (or the time of an empty query) for ``precision``."""
+    return scale_calc(value, query_factor(precision, db_precision))
 
 
 def build_calls(specs: Sequence[s.FuncSpec], ctx: TimeContext) -> list[FunctionCall]:
-    """Turn a ``=>`` chain into function calls; ``offset(x)`` shifts the previous window."""
+    """A ``=>`` chain as function calls, with SiriDB's checks in chain order.
+
+    ``offset(x)`` moves the window of the function before it by ``x`` modulo the
+    window; it must follow a function with a window.
+    """
     calls: list[FunctionCall] = []
     for spec in specs:
         args = [evaluate(a, ctx) for a in spec.args]
         if spec.name == "offset":
-            if calls and calls[-1].window is not None:
-                calls[-1] = dataclasses.replace(calls[-1], offset=args[0])
+            if not calls or not calls[-1].window:
+                raise QueryFailure(OFFSET_FIRST)
+            previous = calls[-1]
+            assert previous.window is not None
+            calls[-1] = dataclasses.replace(previous, offset=args[0] % previous.window)
             continue
         if spec.name == "limit":
-            call = FunctionCall("limit", limit=evaluate(spec.limit, ctx) if spec.limit else None,
-                                inner=spec.inner)
+            call = FunctionCall(
+                "limit", limit=evaluate(spec.limit, ctx) if spec.limit else None,
+                inner=spec.inner)
         elif spec.name == "filter":
             operand = spec.operand
             if isinstance(operand, s.MatchRegex):
-                operand = compile_filter_regex(operand.text)
+                _check_filter_regex(spec.operator)
+                try:
+                    operand = compile_filter_regex(operand.text)
+                except FunctionError as exc:
+                    raise QueryFailure(str(exc)) from exc
             call = FunctionCall("filter", operator=spec.operator, operand=operand)
         elif spec.name == "derivative":
             call = FunctionCall(
@@ -79,14 +112,32 @@ def build_calls(specs: Sequence[s.FuncSpec], ctx: TimeContext) -> list[FunctionC
             )
         else:
             call = FunctionCall(spec.name, window=args[0] if args else None)
+        _validate(call)
         calls.append(call)
     return calls
+
+
+def _check_filter_regex(operator: str | None) -> None:
+    if operator not in (None, "==", "!="):
+        raise QueryFailure(
+            "Regular expressions can only be used with 'equal' (==) "
+            "or 'not equal' (!=) operator.")
+
+
+def _validate(call: FunctionCall) -> None:
+    """The argument checks SiriDB does while building a function."""
+    try:
+        apply_function(call, [], [], "integer")
+    except FunctionError as exc:
+        raise QueryFailure(str(exc)) from exc
 
 
 def run_chain(calls: Sequence[FunctionCall], points: Points) -> Points:
     ts, values, tp = points
     try:
         for call in calls:
+            if not ts:
+                break
             ts, values, tp = apply_function(call, ts, values, tp)
     except FunctionError as exc:
         raise QueryFailure(str(exc)) from exc
@@ -108,20 +159,13 @@ def _string_chunk_answer(
         return None
     if calls[0].name == "first":
         size = chunks[0]
-        t, v = fast_first_string(series.ts[:size], series.values[:size], series.ts[0])
+        t, v = fast_first_string(
+            series.ts[:size], cast("list[str]", series.values[:size]), series.ts[0])
     else:
         size = chunks[-1]
-        t, v = fast_last_string(series.ts[-size:], series.values[-size:], series.ts[-1])
+        t, v = fast_last_string(
+            series.ts[-size:], cast("list[str]", series.values[-size:]), series.ts[-1])
     return ([t], [v], "string"), list(calls[1:])
-
-
-def _validate(calls: Sequence[FunctionCall]) -> None:
-    """Run the argument checks the server does before reading any point."""
-    for call in calls:
-        try:
-            apply_function(call, [], [], "integer")
-        except FunctionError as exc:
-            raise QueryFailure(str(exc)) from exc
 
 
 def _names_only(match: s.Match) -> bool:
@@ -138,9 +182,9 @@ def _names_only(match: s.Match) -> bool:
 class SelectPlan:
     """What a select needs that depends only on its text, the precision and the zone.
 
-    Built once per query text (see :func:`plan_select`), so repeated queries skip
-    evaluating and validating their function chains; ``bounds`` is None when the time
-    range or ``head``/``tail`` use ``now`` (or are invalid) and must be evaluated per run.
+    Built once per query text (see :func:`plan_select`) for the common case of one
+    named series through one chain without ``where`` or ``merge``; ``bounds`` is
+    None when the time range or ``head``/``tail`` use ``now`` (or are invalid).
     """
 
     chains: tuple[tuple[FunctionCall, ...], ...]
@@ -160,16 +204,19 @@ def _chain_uses_now(specs: Sequence[s.FuncSpec]) -> bool:
 
 
 def plan_select(stmt: s.Select, precision: int, tz: str) -> SelectPlan | None:
-    """The reusable part of ``stmt``; None when its chains use ``now`` or fail to validate
-    (those are then built, and their errors raised, on every run)."""
-    specs = [a.functions for a in stmt.aggregates]
-    if stmt.merge is not None and stmt.merge.using is not None:
-        specs.append(stmt.merge.using)
-    if any(map(_chain_uses_now, specs)):
+    """The reusable part of ``stmt``; None when the select is not a plain read of one
+    named series, or its chain uses ``now`` or fails to build (those run in full)."""
+    if (
+        len(stmt.aggregates) != 1
+        or stmt.where is not None
+        or stmt.merge is not None
+        or not isinstance(stmt.match, s.MatchName)
+        or _chain_uses_now(stmt.aggregates[0].functions)
+    ):
         return None
     ctx = TimeContext(precision, tz, 0)
     try:
-        chains, merge_calls = _build_chains(stmt, ctx)
+        chain = build_calls(stmt.aggregates[0].functions, ctx)
     except QueryFailure:
         return None
     bounds = None
@@ -178,43 +225,25 @@ def plan_select(stmt: s.Select, precision: int, tz: str) -> SelectPlan | None:
             bounds = _bounds(stmt, ctx)
         except QueryFailure:
             bounds = None
-    single = None
-    if len(chains) == 1 and stmt.where is None and stmt.merge is None:
-        single = stmt.match.name if isinstance(stmt.match, s.MatchName) else None
-    return SelectPlan(
-        tuple(map(tuple, chains)),
-        tuple(merge_calls) if merge_calls is not None else None,
-        bounds,
-        single,
-    )
-
-
-def _build_chains(
-    stmt: s.Select, ctx: TimeContext
-) -> tuple[list[list[FunctionCall]], list[FunctionCall] | None]:
-    """Check prefixes, then build and validate every chain (the server's parse order)."""
-    aggregates = stmt.aggregates
-    if len(aggregates) > 1:
-        keys = [(a.prefix, a.suffix) for a in aggregates]
-        if len(set(keys)) != len(keys):
-            raise QueryFailure(MULTIPLE_METHODS)
-    chains = [build_calls(a.functions, ctx) for a in aggregates]
-    merge_calls = None
-    if stmt.merge is not None and stmt.merge.using is not None:
-        merge_calls = build_calls(stmt.merge.using, ctx)
-    for chain in [*chains, *([merge_calls] if merge_calls else [])]:
-        _validate(chain)
-    return chains, merge_calls
+    return SelectPlan((tuple(chain),), None, bounds, stmt.match.name)
 
 
 def _bounds(stmt: s.Select, ctx: TimeContext) -> Bounds:
-    """``(start, end, head, tail)`` of a select, each None when not given."""
+    """``(start, end, head, tail)`` of a select with SiriDB's checks of them."""
     start = evaluate_time(stmt.after, ctx) if stmt.after is not None else None
     end = evaluate_time(stmt.before, ctx) if stmt.before is not None else None
     if start is not None and end is not None and start > end:
-        raise QueryFailure(f"Start time ({start}) should not be greater than end time ({end})")
-    head = evaluate(stmt.head, ctx) if stmt.head is not None else None
-    tail = evaluate(stmt.tail, ctx) if stmt.tail is not None else None
+        raise QueryFailure(
+            f"Start time ({start}) should not be greater than end time ({end})")
+    head = tail = None
+    if stmt.head is not None:
+        head = evaluate(stmt.head, ctx)
+        if not 0 < head <= MAX_HEADTAIL:
+            raise QueryFailure(f"Head must be a value between 1 and {MAX_HEADTAIL}, got {head}")
+    if stmt.tail is not None:
+        tail = evaluate(stmt.tail, ctx)
+        if not 0 < tail <= MAX_HEADTAIL:
+            raise QueryFailure(f"Tail must be a value between 1 and {MAX_HEADTAIL}, got {tail}")
     return start, end, head, tail
 
 
@@ -246,13 +275,19 @@ def _read_points(
         if head_out is not None:
             return run_chain(chain[1:], head_out) if len(chain) > 1 else head_out
     start, end, head, tail = bounds
-    ts, values = series.slice(start, end)  # fresh lists: the chain may keep them
     if head is not None:
-        ts, values = ts[:max(head, 0)], values[:max(head, 0)]
-    if tail is not None:
-        cut = max(len(ts) - max(tail, 0), 0)
-        ts, values = ts[cut:], values[cut:]
+        ts, values = series.ts[:head], series.values[:head]
+    elif tail is not None:
+        ts, values = series.ts[-tail:], series.values[-tail:]
+    else:
+        ts, values = series.slice(start, end)  # fresh lists: the chain may keep them
     return run_chain(chain, (ts, values, series.tp))
+
+
+def _filter_where(
+    db: Database, series_list: Iterable[Series], where: s.Where, ctx: TimeContext
+) -> list[Series]:
+    return [x for x in series_list if matches(where, series_row(x, db), ctx)]
 
 
 def run_select(
@@ -261,33 +296,44 @@ def run_select(
     ctx: TimeContext,
     precision: int | None,
     plan: SelectPlan | None = None,
-) -> dict[str, list[list[Any]]]:
-    """The answer of a select statement, keyed by (prefixed) series name.
-
-    ``plan`` (from :func:`plan_select` for the same statement, precision and zone)
-    saves rebuilding the function chains and constant time bounds.
-    """
+) -> dict[str, Sequence[list[Any]]]:
+    """The answer of a select statement, keyed by (prefixed) series name."""
     if plan is not None and plan.single is not None and plan.bounds is not None:
         return run_single(plan, stmt, db, precision)
-    if plan is None:
-        chains, merge_calls = _build_chains(stmt, ctx)
-    else:
-        chains, merge_calls = plan.chains, plan.merge_calls  # type: ignore[assignment]
-    bounds = plan.bounds if plan is not None and plan.bounds is not None else _bounds(stmt, ctx)
-
-    # The server runs each aggregate over every series in its own (id) order; the
-    # points limit counts the points each aggregate produced, checked before reading
-    # the next series and, for selections not made of names alone, once at the end.
-    series_list = select_series(db, stmt.match, stmt.where, ctx)
+    # -- what SiriDB does on entering the statement's parts
+    series_list = select_series(db, stmt.match, None, ctx)
+    where = stmt.where
+    if isinstance(where, s.WhereTooDeep):
+        raise QueryFailure(WHERE_TOO_DEEP)
+    merge = stmt.merge
+    merge_calls = None
+    if merge is not None and merge.using is not None:
+        merge_calls = build_calls(merge.using, ctx)
+    # -- ... and on leaving them, the last first
+    bounds = _bounds(stmt, ctx)
+    whole = bounds == _NO_BOUNDS
     limit = db.select_points_limit
     selected = 0
     results: dict[str, Points] = {}
     merge_parts: dict[str, list[Points]] = {}
-    whole = bounds == _NO_BOUNDS
-    merge = stmt.merge
-    for aggregate, chain in zip(stmt.aggregates, chains):
+    presufs: set[tuple[str, str]] = set()
+    for aggregate in reversed(stmt.aggregates):
+        if where is not None:
+            series_list = _filter_where(db, series_list, where, ctx)
+            where = None
+        key = (aggregate.prefix, aggregate.suffix)
+        if key in presufs:
+            raise QueryFailure(MULTIPLE_METHODS)
+        presufs.add(key)
+        parts: list[Points] = []
         if merge is not None:
-            parts = merge_parts.setdefault(aggregate.prefix + merge.name + aggregate.suffix, [])
+            merged_name = aggregate.prefix + merge.name + aggregate.suffix
+            if not merged_name or merged_name in merge_parts:
+                raise QueryFailure(MERGE_NAME)
+            merge_parts[merged_name] = parts
+        if not series_list:
+            continue
+        chain = build_calls(aggregate.functions, ctx)
         for series in series_list:
             if selected > limit:
                 raise QueryFailure(POINTS_LIMIT.format(limit))
@@ -295,8 +341,11 @@ def run_select(
             selected += len(out[0])
             if merge is not None:
                 parts.append(out)
-            else:
-                results[aggregate.prefix + series.name + aggregate.suffix] = out
+                continue
+            name = aggregate.prefix + series.name + aggregate.suffix
+            if name in results:
+                raise QueryFailure(ADD_POINTS)
+            results[name] = out
     if selected > limit and not _names_only(stmt.match):
         raise QueryFailure(POINTS_LIMIT.format(limit))
     db.selected_points += selected
@@ -307,7 +356,7 @@ def run_select(
 
 def run_single(
     plan: SelectPlan, stmt: s.Select, db: Database, precision: int | None
-) -> dict[str, list[list[Any]]]:
+) -> dict[str, Sequence[list[Any]]]:
     """:func:`run_select` for a plan with ``single`` and constant ``bounds``: one named
     series through one chain (the points limit, checked before a second series and
     never for names alone, cannot be reached)."""
@@ -341,15 +390,19 @@ def _merge_results(
 
 def _answer(
     results: dict[str, Points], db_precision: int, precision: int | None
-) -> dict[str, list[list[Any]]]:
-    """``{name: [[ts, value], ...]}`` in the server's (byte-wise) name order."""
-    answer: dict[str, list[list[Any]]] = {}
+) -> dict[str, Sequence[list[Any]]]:
+    """``{name: [[ts, value], ...]}`` in the server's (byte-wise) name order; a large
+    answer keeps its points as columns (:class:`PointColumns`), packed in chunks."""
+    answer: dict[str, Sequence[list[Any]]] = {}
     names = sorted(results, key=str.encode) if len(results) > 1 else results
-    same = precision is None or precision == db_precision
+    factor = query_factor(precision, db_precision)
+    large = sum(len(points[0]) for points in results.values()) > LARGE_ANSWER_POINTS
     for name in names:
         ts, values, _ = results[name]
-        if same:
+        if large:
+            answer[name] = PointColumns(ts, values, factor)
+        elif factor is None:
             answer[name] = list(map(list, zip(ts, values)))
         else:
-            answer[name] = [[convert_ts(t, db_precision, precision), v] for t, v in zip(ts, values)]
+            answer[name] = [[scale_timestamp(t, factor), v] for t, v in zip(ts, values)]
     return answer

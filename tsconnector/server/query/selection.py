@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -10,52 +9,22 @@ from tsconnector.server.model import Database, Series, imap_walk_key
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.errors import QueryFailure
 from tsconnector.server.query.timeexpr import TimeContext, evaluate
-
-#: Python ``re`` messages and the PCRE wording the real server reports for them.
-_PCRE_MESSAGES = (
-    ("unterminated character set", "missing terminating ] for character class"),
-    ("missing ), unterminated subpattern", "missing closing parenthesis"),
-    ("unbalanced parenthesis", "unmatched closing parenthesis"),
-    ("nothing to repeat", "quantifier does not follow a repeatable item"),
-    ("multiple repeat", "quantifier does not follow a repeatable item"),
-    ("bad escape (end of pattern)", "\\ at end of pattern"),
-)
-
-#: Numeric points stay in the server's in-memory buffer (and in no shard) until a
-#: series holds this many (an 8 KiB buffer of 16-byte points).
-BUFFER_POINTS = 512
-
-_NAMED_GROUP = re.compile(r"\(\?<(?![=!])")
+from tsconnector.server.regex import RegexError, SiriRegex
 
 
-def to_python_regex(source: str) -> str:
-    """Rewrite a PCRE pattern (as written between slashes) into Python ``re`` syntax."""
-    out = source.replace("\\/", "/")
-    out = _NAMED_GROUP.sub("(?P<", out)
-    return out.replace("\\z", "\\Z")
-
-
-def compile_regex(regex: s.MatchRegex) -> re.Pattern[str]:
-    """Compile a query regex, anchored at both ends like the real server does."""
-    flags = re.IGNORECASE if regex.ignore_case else 0
-    source = to_python_regex(regex.source)
+def compile_regex(regex: s.MatchRegex) -> SiriRegex:
+    """Compile a query regex as the real server does (``^body$``, matched in bounded
+    time); a pattern that does not compile is SiriDB's error."""
     try:
-        re.compile(source, flags)
-        return re.compile("^(?:" + source + r")\Z", flags)
-    except re.error as exc:
-        message = exc.msg
-        for python_msg, pcre_msg in _PCRE_MESSAGES:
-            if message.startswith(python_msg):
-                message = pcre_msg
-                break
-        raise QueryFailure(
-            f"Cannot compile regular expression '^{regex.source}$': {message}") from exc
+        return SiriRegex(regex.source, regex.ignore_case)
+    except RegexError as exc:
+        raise QueryFailure(str(exc)) from exc
 
 
 def group_source(regex: s.MatchRegex) -> tuple[str, int]:
-    """Source and flags to store for a group (compiled once here to report errors)."""
+    """Check a group's expression (SiriDB's compile error if it has one)."""
     compile_regex(regex)
-    return to_python_regex(regex.source), re.IGNORECASE if regex.ignore_case else 0
+    return regex.source, 1 if regex.ignore_case else 0
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -67,7 +36,7 @@ def _names(match: s.Match, db: Database) -> set[str]:
         return {match.name} if match.name in db.series else set()
     if isinstance(match, s.MatchRegex):
         pattern = compile_regex(match)
-        return {name for name in db.series if pattern.match(name)}
+        return {name for name in db.series if pattern.matches(name)}
     if isinstance(match, s.MatchGroupOrTag):
         if match.name in db.groups:
             return {series.name for series in db.group_members(match.name)}
@@ -85,34 +54,36 @@ def _names(match: s.Match, db: Database) -> set[str]:
     return left ^ right
 
 
+#: Series types as SiriDB numbers them (``where type == float`` compares these).
+SERIES_TYPES = {"integer": 0, "float": 1, "string": 2}
+
+#: The error of a ``where`` clause nested too deeply.
+WHERE_TOO_DEEP = "Max depth reached in 'where' expression!"
+
+
 def series_row(series: Series, db: Database) -> dict[str, Any]:
     """The properties of a series that ``where`` and ``list series`` can use."""
-    duration = 0
-    if series.tp == "string":
-        duration = db.duration_log
-    elif series.length >= BUFFER_POINTS:
-        duration = db.duration_num
     return {
         "name": series.name,
-        "type": series.tp,
+        "type": SERIES_TYPES[series.tp],
         "length": series.length,
         "start": series.start,
         "end": series.end,
         "pool": 0,
-        "shard_duration": duration,
+        "shard_duration": db.shard_duration(series),
     }
 
 
 def select_series(
     db: Database,
     match: s.Match | None,
-    where: s.Where | None,
+    where: s.WhereClause | None,
     ctx: TimeContext,
 ) -> list[Series]:
     """Series matching ``match`` and ``where``, in the server's list order."""
     if type(match) is s.MatchName and where is None:
-        found = db.series.get(match.name)
-        return [] if found is None else [found]
+        one = db.series.get(match.name)
+        return [] if one is None else [one]
     if match is not None and not isinstance(match, s.MatchAll):
         wanted = _names(match, db)
         if len(wanted) * 8 < len(db.series):
@@ -123,6 +94,8 @@ def select_series(
             ordered = [series for series in db.ordered_series() if series.name in wanted]
     else:
         ordered = db.ordered_series()
+    if isinstance(where, s.WhereTooDeep):
+        raise QueryFailure(WHERE_TOO_DEEP)
     if where is not None:
         ordered = [x for x in ordered if matches(where, series_row(x, db), ctx)]
     return ordered
@@ -130,51 +103,51 @@ def select_series(
 
 # -- where ---------------------------------------------------------------------------------
 
-def _as_bytes(value: Any) -> Any:
-    return value.encode() if isinstance(value, str) else value
-
-
 def compare(left: Any, op: str, right: Any) -> bool:
-    """Apply a where operator; ``~`` / ``!~`` test whether ``right`` occurs in ``left``."""
-    if op == "~":
-        return str(right) in str(left)
-    if op == "!~":
-        return str(right) not in str(left)
-    if left is None:
-        return op == "!="
-    a, b = _as_bytes(left), _as_bytes(right)
+    """A ``where`` condition as SiriDB tests it: integers as int64, strings byte-wise
+    (``~`` and ``!~``: whether ``right`` occurs in ``left``)."""
+    if isinstance(left, str) or isinstance(right, str):
+        a: Any = str(left)
+        b: Any = str(right)
+        if op == "~":
+            return b in a
+        if op == "!~":
+            return b not in a
+    elif op in ("~", "!~"):  # pragma: no cover - the grammar allows these for strings only
+        return False
+    else:
+        a, b = int(left or 0), int(right)
     if op == "==":
         return bool(a == b)
     if op == "!=":
         return bool(a != b)
-    try:
-        if op == "<":
-            return bool(a < b)
-        if op == ">":
-            return bool(a > b)
-        if op == "<=":
-            return bool(a <= b)
-        return bool(a >= b)
-    except TypeError:
-        return False
+    if op == "<":
+        return bool(a < b)
+    if op == ">":
+        return bool(a > b)
+    if op == "<=":
+        return bool(a <= b)
+    return bool(a >= b)
 
 
 ValueResolver = Callable[[str, Any], Any]
 
 
 def matches(
-    where: s.Where,
+    where: s.WhereClause,
     row: Mapping[str, Any],
     ctx: TimeContext,
     resolve: ValueResolver | None = None,
 ) -> bool:
     """Whether ``row`` satisfies ``where``; ``resolve`` may translate keyword operands."""
     if isinstance(where, s.BoolOp):
+        left = matches(where.left, row, ctx, resolve)
         if where.op == "and":
-            return matches(where.left, row, ctx, resolve) and matches(
-                where.right, row, ctx, resolve)
-        return matches(where.left, row, ctx, resolve) or matches(
-            where.right, row, ctx, resolve)
+            return left and (where.right is None or matches(where.right, row, ctx, resolve))
+        assert where.right is not None
+        return left or matches(where.right, row, ctx, resolve)
+    if isinstance(where, s.WhereTooDeep):  # pragma: no cover - refused before filtering
+        raise QueryFailure(WHERE_TOO_DEEP)
     value = where.value
     if isinstance(value, s.Expr):
         value = evaluate(value, ctx)
@@ -185,10 +158,13 @@ def matches(
 
 def filter_rows(
     rows: Iterable[Mapping[str, Any]],
-    where: s.Where | None,
+    where: s.WhereClause | None,
     ctx: TimeContext,
     resolve: ValueResolver | None = None,
 ) -> list[Mapping[str, Any]]:
+    """The rows that satisfy ``where`` (all rows without one)."""
     if where is None:
         return list(rows)
+    if isinstance(where, s.WhereTooDeep):
+        raise QueryFailure(WHERE_TOO_DEEP)
     return [row for row in rows if matches(where, row, ctx, resolve)]

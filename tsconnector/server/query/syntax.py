@@ -14,22 +14,26 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ExprToken:
-    """One token of a time or integer expression.
+    """One token of a time or integer expression, as SiriDB writes it into its buffer.
 
-    ``kind`` is ``int`` (value), ``duration`` (value, unit), ``now``, ``date`` (text),
-    ``op`` (one of ``+ - * % /``), ``(`` or ``)``.
+    ``kind`` is ``num`` (the digits as written, with an optional sign), ``dur`` (a
+    duration such as ``3d``), ``now``, ``date`` (a quoted date string, unquoted) or
+    ``op`` (one character: ``+ - * % / ( )``).
     """
 
     kind: str
-    value: Any = None
-    unit: str = ""
+    value: str = ""
 
 
 @dataclass(frozen=True)
 class Expr:
-    """An arithmetic expression over integers, durations, ``now`` and date strings."""
+    """An expression over integers, durations, ``now`` and date strings.
+
+    ``time`` marks a time expression: its value must be a valid time-stamp.
+    """
 
     tokens: tuple[ExprToken, ...]
+    time: bool = True
 
 
 # -- series selection ----------------------------------------------------------------------
@@ -76,7 +80,8 @@ Match = MatchAll | MatchName | MatchRegex | MatchGroupOrTag | MatchSetOp
 
 @dataclass(frozen=True)
 class Condition:
-    """``prop op value``; value is an :class:`Expr`, a str or a keyword (e.g. ``float``)."""
+    """``prop op value``; value is an :class:`Expr`, a str, or an int for a keyword
+    (SiriDB's number for ``true``, ``float``, ``log``, ``read``, ``debug`` ...)."""
 
     prop: str
     op: str
@@ -85,12 +90,23 @@ class Condition:
 
 @dataclass(frozen=True)
 class BoolOp:
+    """``left and right`` or ``left or right``; ``right`` may be missing (an ``and``
+    node that holds a single operand, as SiriDB builds them)."""
+
     op: str  # "and" / "or"
     left: Where
-    right: Where
+    right: Where | None = None
 
 
 Where = Condition | BoolOp
+
+
+@dataclass(frozen=True)
+class WhereTooDeep:
+    """A ``where`` clause nested deeper than SiriDB accepts (an error when used)."""
+
+
+WhereClause = Where | WhereTooDeep
 
 
 # -- select --------------------------------------------------------------------------------
@@ -127,7 +143,7 @@ class Merge:
 class Select:
     aggregates: tuple[Aggregate, ...]
     match: Match
-    where: Where | None = None
+    where: WhereClause | None = None
     after: Expr | None = None
     before: Expr | None = None
     head: Expr | None = None
@@ -145,7 +161,7 @@ class ListStmt:
     what: str
     columns: tuple[str, ...] = ()
     match: Match | None = None
-    where: Where | None = None
+    where: WhereClause | None = None
     limit: Expr | None = None
 
 
@@ -155,7 +171,7 @@ class CountStmt:
 
     what: str
     match: Match | None = None
-    where: Where | None = None
+    where: WhereClause | None = None
 
 
 @dataclass(frozen=True)
@@ -218,7 +234,7 @@ class AlterUser:
 @dataclass(frozen=True)
 class AlterSeries:
     match: Match
-    where: Where | None
+    where: WhereClause | None
     tag: str
     untag: bool
 
@@ -230,7 +246,8 @@ class AlterServer:
     uuid: str | None
     setting: str
     value: Any
-    where: Where | None = None
+    where: WhereClause | None = None
+    raw_ident: str = ""  # the server as written (for "Cannot find server: ...")
 
 
 @dataclass(frozen=True)
@@ -246,19 +263,20 @@ class DropTag:
 @dataclass(frozen=True)
 class DropSeries:
     match: Match | None
-    where: Where | None
+    where: WhereClause | None
     ignore_threshold: bool
 
 
 @dataclass(frozen=True)
 class DropShards:
-    where: Where | None
+    where: WhereClause | None
     ignore_threshold: bool
 
 
 @dataclass(frozen=True)
 class DropServer:
     uuid: str
+    raw_ident: str = ""
 
 
 @dataclass(frozen=True)
@@ -288,8 +306,10 @@ Statement = (
 
 @dataclass(frozen=True)
 class Query:
-    """A whole query: an optional ``timeit`` and one statement."""
+    """A whole query: an optional ``timeit``, one statement, and every expression in
+    the order SiriDB evaluates them (all of them, before anything else happens)."""
 
     statement: Statement
     timeit: bool = False
+    exprs: tuple[Expr, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
