@@ -5,7 +5,6 @@ connection blip and a receiver that was down."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections import Counter
 from typing import Any
 
@@ -102,11 +101,9 @@ async def test_a_receiver_survives_a_garbage_peer(catalog_db: Database) -> None:
         await receiver.close()
 
 
-#: Where the tee bytes come from: the test peer (a proxy speaking SiriDB's tee bytes) and,
-#: where the embedded server has a tee of its own, the embedded server itself.
-TEE_SOURCES = ["peer"] + (
-    ["embedded"] if importlib.util.find_spec("tsconnector.server.tee") is not None else []
-)
+#: Where the tee bytes come from: the embedded server's own tee (``alter database set
+#: tee``), and a proxy in front of it that speaks SiriDB 2.0.55's tee bytes itself.
+TEE_SOURCES = ["embedded", "peer"]
 
 
 class Setup:
