@@ -271,3 +271,23 @@ async def test_a_receiver_catches_up_by_itself_when_it_starts(
         await receiver.close()
     finally:
         await env.close()
+
+
+async def test_a_series_filter_applies_to_the_tee_and_to_catching_up(
+    embedded_server: Any, catalog_db: Database
+) -> None:
+    env = await Setup(embedded_server, catalog_db, "embedded").start()
+    try:
+        receiver = env.store.tee_receiver(
+            series=r"^sensor\.", reconcile_interval=None, barrier_timeout=2.0
+        )
+        await receiver.start(reconcile=False)
+        await env.set_tee(receiver.port)
+        for i in range(10):  # the first of them is not teed (it makes the tee connect)
+            await env.other.insert({"sensor.f": [[i, i]], "other.f": [[i, i]]})
+        await receiver.reconcile()
+        await receiver.drain()
+        assert await env.store.stream_counts() == {"sensor.f": 10}
+        await receiver.close()
+    finally:
+        await env.close()

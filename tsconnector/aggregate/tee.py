@@ -132,7 +132,7 @@ class _TeeConnection(asyncio.Protocol):
 class TeeReceiver:
     """Listens for SiriDB's tee and appends to ``store`` (see the module docstring).
 
-    ``series`` (a regex, in SiriDB's and Python's common syntax) limits what is kept and
+    ``series`` (a Python regex, matched with ``re.search``) limits what is kept and
     reconciled; ``client`` (default: the store's) is used to reconcile. ``port=0``
     picks a free port (``receiver.port``).
     """
@@ -425,18 +425,19 @@ class TeeReceiver:
             return report
 
     async def _server_counts(self) -> dict[str, int]:
-        """Points per series on the server (barrier series and filtered-out ones left out)."""
-        assert self.client is not None
-        if self.series is None:
-            answer = await self.client.query("select count() from *")
-        else:
-            from ..ql import Regex
+        """Points per series on the server (barrier series and filtered-out ones left out).
 
-            answer = await self.client.query("select count() from $1", params=[Regex(self.series)])
+        All series are counted and ``series`` is applied here, by Python's ``re.search``
+        as on received packages, so both paths keep exactly the same series.
+        """
+        assert self.client is not None
+        answer = await self.client.query("select count() from *")
         return {
             name: int(sum(p[1] for p in points))
             for name, points in answer.items()
-            if points and not name.startswith(BARRIER_PREFIX)
+            if points
+            and not name.startswith(BARRIER_PREFIX)
+            and (self._filter is None or self._filter(name))
         }
 
     async def _bounds(self, name: str) -> tuple[int, int]:
