@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from ..version import __version__
 from . import bench, importer, insert, query
 from .args import Parser
 from .errors import describe
-from ..version import __version__
 
 __all__ = ["build_parser", "main"]
 
