@@ -155,6 +155,15 @@ def test_console_script_and_serve_help() -> None:
     assert result.stdout.startswith("usage: tsconnector serve ")
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from tsconnector import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tsconnector {__version__}"
+
+
 def test_insert_and_import_in_process(
     served: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from .exceptions import (
     AnswerTooLarge,

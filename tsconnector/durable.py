@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped,unused-ignore]
+import msgpack
 
 __all__ = [
     "FRAME",

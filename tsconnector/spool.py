@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped,unused-ignore]
+import msgpack
 
 from .durable import FRAME, MAX_RECORD, fsync_dir, iter_bodies, pack_record, unpack_record
 from .exceptions import TsConnectorError

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from ..version import __version__
 from . import bench, importer, insert, query
 from .args import Parser
 from .errors import describe
@@ -35,6 +36,7 @@ def build_parser() -> Parser:
         description="Talk to SiriDB-protocol servers, or run the embedded one. Connect with "
         "--dsn siridb://user:password@host:port/dbname, $TSCONNECTOR_DSN or --hosts.",
     )
+    parser.add_argument("--version", action="version", version=f"tsconnector {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("serve", help="run the embedded server (tsconnector serve --help)",
                    add_help=False)

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from .codec import unpack
 from .nesting import MAX_NESTING

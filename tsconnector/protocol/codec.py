@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from ..exceptions import ProtocolError
 from .nesting import MAX_NESTING, check_nesting, nesting_is_trivial

@@ -33,7 +33,7 @@ from itertools import pairwise
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from ..timeutil import INT64_MAX, INT64_MIN, Rounding, datetime64_to_db, parse_precision, to_db_time
 

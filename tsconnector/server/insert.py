@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from . import qptokens as qt
 from .points import Columns, columns_from_points, concat

@@ -11,7 +11,7 @@ take tens of milliseconds instead of a million Python objects.
 from __future__ import annotations
 
 import numpy as np
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 __all__ = ["pack_point_columns"]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped,unused-ignore]
+import msgpack
 
 from ..durable import (
     FRAME,

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-import qpack  # type: ignore[import-untyped]
+import qpack
 
 __all__ = ["TEE_CONNECT_FAILED", "TeeForwarder", "tee_frame", "tee_payload"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from .pointpack import pack_point_columns
 from .points import Columns

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import qpack  # type: ignore[import-untyped,unused-ignore]
+import qpack
 
 from ..timeutil import INT64_MAX, INT64_MIN, datetime64_to_db
 
