@@ -11,9 +11,14 @@ Run: ``python benchmarks/bench_query.py [--hosts host:port] [--runs N] [--small 
       replays the captured answer at once), so the time is the client's alone;
    c. end to end against the benchmarked server (server time included).
 2. Small queries: ``select last() from "s"`` repeated (default 20,000) with 1 and with 100
-   requests in flight on one client: queries/s, p50 and p99 latency; against the
-   benchmarked server, then (100 in flight) against an instant server replaying the
-   answer, which shows what each client can do when the server is not the limit.
+   requests in flight on one client (the same caller harness for both clients: one task
+   per request in flight, awaiting its queries one after the other): queries/s, p50 and
+   p99 latency, the client's CPU time per query (``time.process_time()`` of this process;
+   the server is another process) and the server's (when its process is known); against
+   the benchmarked server, then (100 in flight) against an instant server replaying the
+   answer, which shows what each client can do when the server is not the limit. When
+   the server's process is busy nearly all the time, the output says that queries/s is
+   the server's limit.
 
 Every case is run ``--runs`` times (min 5), interleaved, and the median is reported;
 the ratio column is how many times faster tsconnector is than siridb-connector.
@@ -27,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,8 +204,22 @@ def big_rows(times: dict[str, float]) -> list[list[Any]]:
 # ---------------------------------------------------------------------- small queries
 
 
-async def small_run(client: Any, total: int, in_flight: int) -> tuple[float, list[float]]:
-    """``total`` small queries with ``in_flight`` workers; returns seconds and latencies."""
+@dataclass
+class SmallRun:
+    """One run of small queries: wall seconds, latencies, this process's CPU seconds (the
+    client's, plus the caller's own harness) and the server's CPU seconds (NaN if unknown)."""
+
+    seconds: float
+    latencies: list[float]
+    client_cpu: float
+    server_cpu: float
+
+
+async def small_run(
+    client: Any, total: int, in_flight: int, server: Callable[[], float] | None = None
+) -> SmallRun:
+    """``total`` small queries with ``in_flight`` workers (the caller harness: one task per
+    worker, each awaiting its queries one after the other)."""
     latencies: list[float] = []
     per_worker, extra = divmod(total, in_flight)
     clock = time.perf_counter
@@ -212,21 +232,49 @@ async def small_run(client: Any, total: int, in_flight: int) -> tuple[float, lis
             await query(SMALL_QUERY)
             append(clock() - start)
 
+    server_before = server() if server is not None else float("nan")
+    cpu_before = time.process_time()
     start = clock()
     await asyncio.gather(*(worker(per_worker + (i < extra)) for i in range(in_flight)))
-    return clock() - start, latencies
+    seconds = clock() - start
+    client_cpu = time.process_time() - cpu_before
+    server_cpu = server() - server_before if server is not None else float("nan")
+    return SmallRun(seconds, latencies, client_cpu, server_cpu)
+
+
+class _NullClient:
+    """The caller harness alone: a query that completes without any client work."""
+
+    async def query(self, _query: str) -> None:
+        await _ready()
+
+
+def _ready() -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
+
+
+async def harness_cpu(total: int, in_flight: int, runs: int) -> float:
+    """CPU seconds per query of the caller harness itself (median of ``runs``)."""
+    null = _NullClient()
+    await small_run(null, min(total, 2000), in_flight)
+    return c.median([(await small_run(null, total, in_flight)).client_cpu / total
+                     for _ in range(runs)])
 
 
 async def run_small(
-    hosts: c.Hostlist, args: Any, runs: int, total: int, in_flights: tuple[int, ...] = (1, 100)
-) -> list[list[Any]]:
+    hosts: c.Hostlist, args: Any, runs: int, total: int, in_flights: tuple[int, ...] = (1, 100),
+    server: Callable[[], float] | None = None,
+) -> tuple[list[list[Any]], dict[tuple[str, int], SmallRun]]:
+    """Rows of the small-query table and the median run of each (client, in flight)."""
     ts = await c.ts_client(hosts, args)
     siri = await c.siri_client(hosts, args)
     answer_ts = await ts.query(SMALL_QUERY)
     answer_siri = await siri.query(SMALL_QUERY)
     if answer_ts != answer_siri or len(answer_ts.get(SMALL_SERIES, ())) != 1:
         raise SystemExit(f"unexpected small answers: {answer_ts!r} / {answer_siri!r}")
-    results: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
+    results: dict[tuple[str, int], list[SmallRun]] = {}
     try:
         for in_flight in in_flights:
             cases = [("tsconnector", ts), ("siridb-connector", siri)]
@@ -236,25 +284,57 @@ async def run_small(
                 for label, client in cases if run % 2 == 0 else cases[::-1]:
                     gc.collect()
                     results.setdefault((label, in_flight), []).append(
-                        await small_run(client, total, in_flight))
+                        await small_run(client, total, in_flight, server))
     finally:
         await c.close_client(ts)
         await c.close_client(siri)
     rows = []
+    medians: dict[tuple[str, int], SmallRun] = {}
     rates: dict[tuple[str, int], float] = {}
     for (label, in_flight), measured in results.items():
-        rate = c.median([total / seconds for seconds, _ in measured])
+        rate = c.median([total / m.seconds for m in measured])
         rates[(label, in_flight)] = rate
-        p50 = c.median([c.percentile(sorted(lat), 0.50) for _, lat in measured])
-        p99 = c.median([c.percentile(sorted(lat), 0.99) for _, lat in measured])
-        rows.append([label, in_flight, rate, p50 * 1e3, p99 * 1e3])
+        p50 = c.median([c.percentile(sorted(m.latencies), 0.50) for m in measured])
+        p99 = c.median([c.percentile(sorted(m.latencies), 0.99) for m in measured])
+        cpu = c.median([m.client_cpu / total for m in measured])
+        server_cpu = c.median([m.server_cpu / total for m in measured])
+        busy = c.median([m.server_cpu / m.seconds for m in measured])
+        medians[(label, in_flight)] = SmallRun(total / rate, [], cpu * total, server_cpu * total)
+        rows.append([label, in_flight, rate, p50 * 1e3, p99 * 1e3, cpu * 1e6,
+                     server_cpu * 1e6, f"{busy:.0%}" if busy == busy else "-"])
     for row in rows:
         label, in_flight = row[0], row[1]
         if label == "tsconnector":
+            theirs = medians[("siridb-connector", in_flight)]
+            ours = medians[(label, in_flight)]
             row.append(f"{rates[(label, in_flight)] / rates[('siridb-connector', in_flight)]:.2f}x")
+            row.append(f"{ours.client_cpu / theirs.client_cpu:.2f}x")
         else:
-            row.append("")
-    return rows
+            row.extend(["", ""])
+    return rows, medians
+
+
+SMALL_HEADERS = ["client", "in flight", "queries/s", "p50 ms", "p99 ms", "client CPU us/q",
+                 "server CPU us/q", "server busy", "q/s vs siridb-connector",
+                 "CPU vs siridb-connector"]
+
+
+def server_bound_note(rows: list[list[Any]]) -> str | None:
+    """A note for the rows whose queries/s the server, not the client, limits: its
+    process was busy nearly all the time, or it spends more CPU per query than the client
+    (each process runs on one core at most, so the slower side sets the pace)."""
+    bound = []
+    for row in rows:
+        client_cpu, server_cpu, busy = row[5], row[6], row[7]
+        busy_pct = float(busy[:-1]) if isinstance(busy, str) and busy.endswith("%") else 0.0
+        if busy_pct >= 85 or (server_cpu == server_cpu and server_cpu > client_cpu):
+            bound.append(f"{row[0]} ({row[1]} in flight: server {server_cpu:.1f} us/q, "
+                         f"client {client_cpu:.1f} us/q, server busy {busy})")
+    if not bound:
+        return None
+    return ("  note: the server is the bottleneck for " + "; ".join(bound) + ". Its "
+            "queries/s (and their ratio) is the server's limit, which no client can move; "
+            "compare the client CPU per query instead.")
 
 
 # -------------------------------------------------------------------------------- main
@@ -264,7 +344,7 @@ async def amain(args: Any) -> None:
     runs = max(5, args.runs)
     print(f"bench_query: {c.describe_env()}; median of {runs} runs")
     verdicts: list[str] = []
-    with c.target_hosts(args) as hosts:
+    with c.target_server(args) as (hosts, server):
         where = args.hosts or f"embedded server (subprocess) {hosts[0][0]}:{hosts[0][1]}"
         print(f"server: {where}")
         raw, raw_small = await load_data(hosts, args)
@@ -307,30 +387,43 @@ async def amain(args: Any) -> None:
                 client_side["siridb-connector dicts"] / client_side["tsconnector dicts"], 1.5))
 
         if args.small > 0:
-            rows = await run_small(hosts, args, runs, args.small)
+            rows, medians = await run_small(hosts, args, runs, args.small, server=server)
             c.print_table(
-                f"2. small queries: {args.small:,} x '{SMALL_QUERY}' on one client",
-                ["client", "in flight", "queries/s", "p50 ms", "p99 ms", "vs siridb-connector"],
-                rows,
+                f"2. small queries: {args.small:,} x '{SMALL_QUERY}' on one client "
+                "(client CPU: this process's time.process_time() per query)",
+                SMALL_HEADERS, rows,
             )
-            for row in rows:
-                if row[0] == "tsconnector" and row[1] == 100:
-                    verdicts.append(c.verdict("100-in-flight small queries/s", float(row[5][:-1]), 2))
+            note = server_bound_note(rows)
+            if note:
+                print(note)
+            harness = await harness_cpu(args.small, 100, runs)
+            ours = medians[("tsconnector", 100)].client_cpu / args.small
+            theirs = medians[("siridb-connector", 100)].client_cpu / args.small
+            print(f"  the caller harness alone (100 workers, a query that does nothing): "
+                  f"{harness * 1e6:.1f} us/q; client CPU without it: tsconnector "
+                  f"{(ours - harness) * 1e6:.1f} us/q, siridb-connector "
+                  f"{(theirs - harness) * 1e6:.1f} us/q")
+            verdicts.append(c.verdict_at_most(
+                "100-in-flight small queries, client CPU per query vs siridb-connector "
+                "(same harness)", ours / theirs, 0.5))
             with tempfile.NamedTemporaryFile(suffix=".qp") as tmp:
                 tmp.write(raw_small)
                 tmp.flush()
                 with c.instant_server(tmp.name) as instant:
-                    rows = await run_small(instant.hostlist, args, runs, args.small, (100,))
+                    rows, _ = await run_small(instant.hostlist, args, runs, args.small, (100,),
+                                              server=instant.cpu_seconds)
             c.print_table(
                 "2b. client side: the same small queries answered by an instant server "
                 "(the server's answer bytes replayed)",
-                ["client", "in flight", "queries/s", "p50 ms", "p99 ms", "vs siridb-connector"],
-                rows,
+                SMALL_HEADERS, rows,
             )
             for row in rows:
                 if row[0] == "tsconnector":
                     verdicts.append(c.verdict(
-                        "100-in-flight small queries/s, client side", float(row[5][:-1]), 2))
+                        "100-in-flight small queries/s, client side", float(row[8][:-1]), 2))
+                    verdicts.append(c.verdict_at_most(
+                        "100-in-flight small queries, client CPU per query, instant server",
+                        float(row[9][:-1]), 0.5))
     print("\nTargets:")
     print("\n".join(verdicts))
 

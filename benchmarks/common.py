@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import re
@@ -56,6 +57,13 @@ def base_parser(doc: str | None, default_runs: int = 5) -> argparse.ArgumentPars
         type=int,
         default=default_runs,
         help=f"runs per case, median taken (min 5; default {default_runs})",
+    )
+    parser.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="with --hosts: the process id of that server (on this machine), to report "
+        "its CPU time and whether it is the bottleneck",
     )
     parser.add_argument("--user", default=USER)
     parser.add_argument("--password", default=PASSWORD)
@@ -105,12 +113,7 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """Terminate the server and wait for it (killed if it does not stop)."""
@@ -145,6 +148,30 @@ def target_hosts(args: argparse.Namespace) -> Iterator[Hostlist]:
         return
     with embedded_server() as server:
         yield server.hostlist
+
+
+@contextlib.contextmanager
+def target_server(
+    args: argparse.Namespace,
+) -> Iterator[tuple[Hostlist, Callable[[], float] | None]]:
+    """Like :func:`target_hosts`, with a function giving the server process's CPU seconds
+    (None for ``--hosts`` unless ``--server-pid`` names the process serving them)."""
+    if args.hosts:
+        pid = args.server_pid
+        yield parse_hosts(args.hosts), (functools.partial(cpu_seconds, pid) if pid else None)
+        return
+    with embedded_server() as server:
+        yield server.hostlist, server.cpu_seconds
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc); NaN when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 @contextlib.contextmanager
@@ -416,6 +443,11 @@ def ratio(ours: float, theirs: float) -> str:
 def verdict(name: str, value: float, target: float) -> str:
     ok = "MET" if value >= target else "MISSED"
     return f"  target {name}: {value:.2f}x (>= {target:g}x) {ok}"
+
+
+def verdict_at_most(name: str, value: float, target: float) -> str:
+    ok = "MET" if value <= target else "MISSED"
+    return f"  target {name}: {value:.2f}x (<= {target:g}x) {ok}"
 
 
 def describe_env() -> str:

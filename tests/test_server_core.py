@@ -260,10 +260,10 @@ def test_parse_insert_token_quirks() -> None:
     # SiriDB reads tokens, not a tree: a series name may follow points without nesting.
     flat = b"\xf4\x81x\xf1\xef\xea\x80\xb8\x52\x65\x01\x81y\xee\xef\xea\x80\xb8\x52\x65\x02"
     batch = parse_insert(flat)
-    assert batch.series == {"x": [[1699920000, 1]], "y": [[1699920000, 2]]}
+    assert batch.points() == {"x": [[1699920000, 1]], "y": [[1699920000, 2]]}
     # Keys of the list form are compared as prefixes of "name" and "points".
     batch = parse_insert(qpack.packb([{"n": "s", "p": [[5, 1]]}]))
-    assert batch.series == {"s": [[5, 1]]}
+    assert batch.points() == {"s": [[5, 1]]}
     with pytest.raises(InsertRejected, match=r"Expecting a map with name and points\."):
         parse_insert(qpack.packb([{"name": "s", "pts": [[5, 1]]}]))
     with pytest.raises(InsertRejected, match="series name"):

@@ -340,6 +340,8 @@ async def main():
         skip = 0
         stats = writer.stats()
         print("ADDED", k, stats.sent, stats.spooled, flush=True)
+        if k >= chunks // 2:  # the parent says go on (or kills us); deliveries go on meanwhile
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await writer.close()
     print("DONE", json.dumps(writer.stats().__dict__), flush=True)
     client.close()
@@ -349,10 +351,12 @@ asyncio.run(main())
 """
 
 
-async def run_child(args: list[str]) -> asyncio.subprocess.Process:
+async def run_child(args: list[str], gated: bool = False) -> asyncio.subprocess.Process:
+    """The writer process; ``gated``: from the middle of the stream on it waits for a line
+    on stdin after each chunk (so the parent kills it exactly where it decides)."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", CHILD, *args, stdout=asyncio.subprocess.PIPE, env=child_env(),
-        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE if gated else asyncio.subprocess.DEVNULL, cwd=ROOT,
     )
 
 
@@ -362,8 +366,9 @@ async def test_writer_process_killed_and_resumed(
     chunks, n_series, chunk = 120, 4, 500
     args = [str(proxy.port), str(tmp_path / "spool"), str(chunks), str(n_series), str(chunk)]
     proxy.set_delay(0.005)  # keep inserts in flight so the kill lands mid-delivery
-    first = await run_child(args)
+    first = await run_child(args, gated=True)
     assert first.stdout is not None
+    assert first.stdin is not None
     start_line = await asyncio.wait_for(first.stdout.readline(), 30)
     assert start_line.split() == [b"START", b"0", b"0"]
     while True:
@@ -372,6 +377,8 @@ async def test_writer_process_killed_and_resumed(
         _, k, sent, spooled = line.split()[:4]
         if int(k) >= chunks // 2 and int(sent) > 0 and int(spooled) > 0:
             break  # kill with points acknowledged, spooled and (likely) in flight
+        if int(k) >= chunks // 2:
+            first.stdin.write(b"\n")
     first.send_signal(signal.SIGKILL)
     await first.wait()
     proxy.set_delay(0)

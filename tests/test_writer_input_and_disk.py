@@ -211,11 +211,12 @@ async def test_disk_full_under_the_spool_loses_nothing_and_duplicates_nothing(
         async def free_the_disk() -> None:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + 30
-            # wait (bounded) until the buffer is full and adds are held back
-            while not (disk.refused >= 3 and writer.stats().buffered > bound - chunk):
+            # wait (bounded) until the buffer is full, adds are held back and the failed
+            # spool write was reported (the refused write and its report are not atomic)
+            while not (disk.refused >= 3 and writer.stats().buffered > bound - chunk
+                       and writer.stats().last_error is not None):
                 assert loop.time() < deadline, writer.stats()
                 await asyncio.sleep(0.01)
-            assert writer.stats().last_error is not None
             with pytest.raises(OSError, match="No space left"):
                 await writer.sync()  # durability cannot be promised now: it says so
             disk.full = False

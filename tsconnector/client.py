@@ -41,6 +41,7 @@ __all__ = ["TsClient", "check_insert_shape"]
 log = logging.getLogger("tsconnector.client")
 
 InsertRetry = Literal["safe", "always"]
+_QUERY = int(RequestType.QUERY)
 
 _INSERTED = re.compile(r"Successfully inserted (\d+) point")
 #: InsertError texts of SiriDB 2.0.55 (``src/siri/db/insert.c``) sent after its own
@@ -463,17 +464,40 @@ class TsClient:
 
             decode = decode_series_arrays
         payload = pack([query, time_precision])
-        pool, loop = self._begin()
-        deadline = loop.time() + timeout
+        if self._closed:  # _begin(), inlined on this hot path
+            raise ClientClosedError("the client is closed")
+        pool = self._pool
+        if pool is None:
+            raise PoolError("not connected: call and await connect() first")
+        loop = self._loop
+        assert loop is not None
+        self._active += 1
+        start = loop.time()
+        deadline = start + timeout
         tried: set[Host] = set()
         failure: BaseException | None = None
         try:
             while True:
-                host = await self._choose(pool, deadline, tried, failure)
+                # The common case, a ready host with room to write, costs no coroutine
+                # besides this one: the frame is written and its future awaited here.
+                host = pool.first_choice(tried)
+                if host is None:
+                    host = await self._choose(pool, deadline, tried, failure)
+                conn = host.conn
                 try:
-                    return await self._request(
-                        host, RequestType.QUERY, payload, deadline, decode=decode
-                    )
+                    if conn is None or conn.writing_paused:
+                        return await self._request(
+                            host, RequestType.QUERY, payload, deadline, decode=decode
+                        )
+                    fut, pid = conn.send(_QUERY, payload, deadline, decode=decode)
+                    host.requests += 1
+                    try:
+                        answer = await fut
+                    except asyncio.CancelledError:
+                        conn.abandon(pid, fut)
+                        raise
+                    host.last_latency = loop.time() - start
+                    return answer
                 except ServerError as exc:
                     pool.mark_failed(host, exc)
                     tried.add(host)  # it answers, but cannot take this call now
@@ -491,6 +515,7 @@ class TsClient:
                 except TsTimeoutError as exc:
                     pool.record_failure(host, exc)
                     raise
+                start = loop.time()
                 self._check_deadline(loop, deadline, "query", failure)
         finally:
             self._end()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import qpack
+
 from .exceptions import (
     AnswerTooLarge,
     ClientClosedError,
@@ -36,8 +38,10 @@ from .protocol import (
     RequestType,
     exception_for,
     pack,
+    unpack,
 )
-from .protocol.answers import decode_answer
+from .protocol.answers import GC_PAUSE_THRESHOLD, decode_answer
+from .protocol.nesting import MAX_NESTING
 
 __all__ = ["Connection", "RequestNotSent", "open_connection", "open_raw"]
 
@@ -54,6 +58,9 @@ _STREAM_THRESHOLD = 1 << 20
 _STREAM_CHUNK = 1 << 18
 #: Rebuild the deadline heap when it holds this many more entries than live requests.
 _HEAP_SLACK = 1024
+_heappush = heapq.heappush
+_unpackb = qpack.unpackb
+_pack_header = HEADER.pack
 #: asyncio runs a timer this early (its clock resolution); the sweep does the same.
 _CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 #: How long a timed-out or cancelled pid stays reserved, waiting for its late answer.
@@ -276,6 +283,7 @@ class Connection(asyncio.Protocol):
     def _resolve(self, frames: list[Frame]) -> None:
         """Complete the futures of answered requests; drop late or unknown answers."""
         requests = self._requests
+        success_types = SUCCESS_TYPES
         for pid, tp, payload in frames:
             req = requests.pop(pid, None)
             if req is None:
@@ -290,12 +298,20 @@ class Connection(asyncio.Protocol):
             self.in_flight -= 1
             if fut.done():
                 continue
-            success = tp in SUCCESS_TYPES
+            success = tp in success_types
             try:
                 if not payload:
                     answer = None
                 elif success and req.decode is not None:
                     answer = req.decode(payload)
+                elif len(payload) <= MAX_NESTING and payload[0] < 0xFE:
+                    # too short to nest deeper than the limit: qpack's decoder is safe
+                    try:
+                        answer = _unpackb(payload, decode="utf-8")
+                    except Exception as exc:
+                        raise ProtocolError(f"cannot decode payload: {exc}") from None
+                elif len(payload) < GC_PAUSE_THRESHOLD:
+                    answer = unpack(payload)  # decode_answer without the call
                 else:
                     answer = decode_answer(payload)
             except Exception as exc:  # this payload only; the stream stays in sync
@@ -382,7 +398,7 @@ class Connection(asyncio.Protocol):
         waiting must call :meth:`abandon` so the pid stays reserved for the late answer.
         """
         transport = self._transport
-        if transport is None or not self.connected or transport.is_closing():
+        if transport is None or not self._connected or self._closing or transport.is_closing():
             raise RequestNotSent(self._not_connected_message())
         size = len(payload) - HEADER_SIZE if framed else len(payload)
         if size > self._decoder.max_frame_size:
@@ -390,11 +406,31 @@ class Connection(asyncio.Protocol):
                 f"payload of {size} bytes exceeds the frame limit of "
                 f"{self._decoder.max_frame_size} bytes"
             )
-        pid = self._allocate_pid()
+        requests = self._requests
+        pid = self._next_pid
+        if pid in requests:
+            pid = self._allocate_pid()
+        else:
+            self._next_pid = (pid + 1) & _PID_MASK
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._requests[pid] = _Request(fut, deadline, tp, decode)
+        requests[pid] = _Request(fut, deadline, tp, decode)
         self.in_flight += 1
-        self._add_deadline(deadline, pid)
+        heap = self._deadlines
+        _heappush(heap, (deadline, pid))
+        if len(heap) > 2 * len(requests) + _HEAP_SLACK:
+            self._compact_deadlines()
+        if deadline < self._sweep_at:
+            self._arm_sweep(deadline)
+        if size < _ZERO_COPY_THRESHOLD and not framed and not self._pending:
+            if self.in_flight == 1 and not self._out:
+                # Nothing else in flight: no batch to join, write at once (lowest latency).
+                transport.write(_pack_header(size, pid, tp, tp ^ 0xFF) + payload)
+            else:
+                self._out.append(_pack_header(size, pid, tp, tp ^ 0xFF) + payload)
+                self._out_pids.append(pid)
+                if self._flush_handle is None:
+                    self._flush_handle = self._loop.call_soon(self._flush)
+            return fut, pid
         if size >= _STREAM_THRESHOLD:
             self._flush()
             if framed:

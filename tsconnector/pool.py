@@ -364,6 +364,26 @@ class HostPool:
 
     # ---------------------------------------------------------------- choice
 
+    def first_choice(self, exclude: Collection[Host] = ()) -> Host | None:
+        """:meth:`choose` for a call's attempt when that is quick to decide (one host,
+        ready, not excluded); None otherwise, for :meth:`choose` to decide."""
+        hosts = self.hosts
+        if len(hosts) != 1:
+            try:
+                return self.choose(False, exclude)
+            except PoolError:
+                return None
+        host = hosts[0]
+        conn = host.conn
+        if (
+            host.state is HostState.READY
+            and conn is not None
+            and conn.ready
+            and (not exclude or host not in exclude)
+        ):
+            return host
+        return None
+
     def choose(
         self,
         try_unavailable: bool = False,

@@ -2,7 +2,9 @@
 
 A spool directory holds segment files ``spool-<n>.log`` of records framed by
 :mod:`tsconnector.durable` (length, CRC32, msgpack body); batch records are fsynced
-before they count as written, and a batch stays until an ack record for it is
+before they count as written (batches written together share one fsync), and series
+given as numpy arrays are stored as their raw array bytes (no Python work per point).
+A batch stays until an ack record for it is
 appended. A write that fails (disk full) is cut back off the segment, so a segment
 only ever ends in a torn record after a crash. The spool also keeps ``position``: how
 many points were ever written to it, so an ingest process can tell where to resume its
@@ -23,10 +25,12 @@ import os
 import re
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import msgpack
 
 from .durable import FRAME, MAX_RECORD, fsync_dir, iter_bodies, pack_record, unpack_record
 from .exceptions import TsConnectorError
@@ -120,6 +124,8 @@ def unencodable_series(data: Mapping[str, Any]) -> dict[str, Exception]:
     """The series of a batch that the spool cannot encode, each with its error."""
     bad: dict[str, Exception] = {}
     for name, points in data.items():
+        if _is_columns(points):
+            continue
         try:
             pack_record({"d": {name: points_as_pairs(points)}})
         except Exception as exc:
@@ -127,9 +133,92 @@ def unencodable_series(data: Mapping[str, Any]) -> dict[str, Exception]:
     return bad
 
 
-# Every record body is a msgpack map whose first key is "t" (fixstr) with a one-letter
-# kind: batch, ack or segment header. Candidates for resynchronising after damage.
-_BODY_START = re.compile(rb"[\x82-\x85]\xa1t\xa1[abh]")
+def _is_columns(points: Any) -> bool:
+    """A numpy ``(int64 timestamps, int64 or float64 values)`` pair."""
+    return (
+        isinstance(points, tuple)
+        and len(points) == 2
+        and getattr(points[0], "dtype", None) is not None
+        and getattr(points[1], "dtype", None) is not None
+        and points[0].dtype.kind == "i"
+        and points[1].dtype.kind in "if"
+    )
+
+
+def _encode_batch(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A batch's series as ``({name: pairs}, {name: (ts, values)})``: numpy series apart,
+    to be written as their raw little-endian int64/float64 bytes."""
+    listed: dict[str, Any] = {}
+    columns: dict[str, Any] = {}
+    for name, points in data.items():
+        if _is_columns(points):
+            columns[name] = points
+        else:
+            listed[name] = points_as_pairs(points)
+    return listed, columns
+
+
+def _batch_parts(
+    seq: int, points: int, end: int, listed: dict[str, Any], columns: dict[str, Any]
+) -> list[bytes | memoryview]:
+    """The msgpack body of a batch record as parts that join to the encoding of
+    ``{"t": "b", "seq": .., "n": .., "end": .., "d": listed, "c": {name: [ts bytes, kind,
+    values bytes]}}`` (array bytes as bin 32); the arrays' bytes are parts of their own,
+    never copied."""
+    head = {"t": "b", "seq": seq, "n": points, "end": end, "d": listed}
+    if not columns:
+        return [msgpack.packb(head, use_bin_type=True)]
+    packed = msgpack.packb(head, use_bin_type=True)
+    parts: list[bytes | memoryview] = [bytes([packed[0] + 1]) + packed[1:] + b"\xa1c"]
+    parts.append(_map_header(len(columns)))
+    for name, (ts, values) in columns.items():
+        kind = values.dtype.kind
+        raw_ts = _raw(ts, "<i8")
+        raw_values = _raw(values, "<i8" if kind == "i" else "<f8")
+        parts.append(msgpack.packb(name, use_bin_type=True) + b"\x93" + _bin_header(len(raw_ts)))
+        parts.append(raw_ts)
+        parts.append((b"\xa1i" if kind == "i" else b"\xa1f") + _bin_header(len(raw_values)))
+        parts.append(raw_values)
+    return parts
+
+
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x80 | n])
+    if n < 1 << 16:
+        return b"\xde" + n.to_bytes(2, "big")
+    return b"\xdf" + n.to_bytes(4, "big")
+
+
+def _bin_header(n: int) -> bytes:
+    return b"\xc6" + n.to_bytes(4, "big")  # bin 32: what msgpack writes for large bytes
+
+
+def _raw(arr: Any, dtype: str) -> memoryview:
+    """The bytes of an array in ``dtype``, without a copy when it already is one."""
+    import numpy as np
+
+    view: memoryview = np.ascontiguousarray(arr, dtype=dtype).data
+    return view.cast("B")
+
+
+def _decode_batch(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``{series: points}`` of a batch record (numpy pairs for its array series)."""
+    data = dict(body["d"])
+    columns = body.get("c")
+    if columns:
+        import numpy as np
+
+        for name, (ts, kind, values) in columns.items():
+            dtype = "<i8" if kind == "i" else "<f8"
+            data[name] = (np.frombuffer(ts, dtype="<i8").astype(np.int64),
+                          np.frombuffer(values, dtype=dtype).astype(dtype[1:]))
+    return data
+
+
+# Every record body is a msgpack map (2 to 6 keys) whose first key is "t" (fixstr) with a
+# one-letter kind: batch, ack or segment header. Candidates for resynchronising after damage.
+_BODY_START = re.compile(rb"[\x82-\x86]\xa1t\xa1[abh]")
 
 
 def _record_at(data: bytes, pos: int) -> tuple[int, dict[str, Any]] | None:
@@ -169,7 +258,7 @@ def _next_record(data: bytes, pos: int) -> int | None:
     return None
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """``os.write`` until every byte is written (a write may be short)."""
     with memoryview(data) as view:
         done = 0
@@ -376,15 +465,19 @@ class Spool:
         if old is not None and old not in self._pending:
             old.unlink()
 
-    def _append_frame(self, fd: int, frame: bytes, size: int, sync: bool) -> None:
-        """Append ``frame`` to a segment of ``size`` bytes; on failure cut it back off.
+    def _append_frame(
+        self, fd: int, frame: bytes | list[bytes | memoryview], size: int, sync: bool
+    ) -> None:
+        """Append ``frame`` (or its parts) to a segment of ``size`` bytes; on failure cut
+        it back off.
 
         A write that fails (disk full) leaves no partial record behind, so the segment
         stays readable to its end; if even the cut fails, the next write opens a new
         segment (the partial record is then a torn tail, as after a crash).
         """
         try:
-            _write_all(fd, frame)
+            for part in [frame] if isinstance(frame, bytes) else frame:
+                _write_all(fd, part)
             if sync:
                 os.fsync(fd)
         except OSError:
@@ -404,29 +497,49 @@ class Spool:
         ``skipped`` more points (given up by the caller) still advance ``position``.
         Raises ``OSError`` (nothing written) when the disk refuses the write.
         """
-        pairs = {name: points_as_pairs(p) for name, p in data.items()}
+        return self.append_many([(data, points, skipped)])[0]
+
+    def append_many(
+        self, batches: Sequence[tuple[Mapping[str, Any], int, int]]
+    ) -> list[SpoolRecord]:
+        """Write batches ``(data, points, skipped)`` in order with one fsync (group
+        commit); blocking. On ``OSError`` none of them is written."""
+        bodies = [_encode_batch(data) for data, _, _ in batches]
         with self._lock:
             if self._current_fd is None:
                 raise RuntimeError("the spool is not open")
-            seq = self._next_seq
-            end = self.position + points + skipped
-            frame = encode_record({"t": "b", "seq": seq, "n": points, "end": end, "d": pairs})
             if self._current_size >= self.segment_bytes or self._fresh_segment:
                 self._start_segment()
             assert self._current is not None
             assert self._current_fd is not None
-            record = SpoolRecord(seq, self._current, self._current_size, len(frame), points, end)
-            self._append_frame(self._current_fd, frame, self._current_size, sync=True)
-            self._next_seq += 1
-            self._current_size += len(frame)
-            self.position = end
-            self._pending.setdefault(record.segment, set()).add(seq)
-            self.pending_points += points
-            self.pending_records += 1
-        return record
+            seq, position, offset = self._next_seq, self.position, self._current_size
+            records: list[SpoolRecord] = []
+            parts: list[bytes | memoryview] = []
+            for (_, points, skipped), (listed, columns) in zip(batches, bodies):
+                end = position + points + skipped
+                body = _batch_parts(seq, points, end, listed, columns)
+                length, crc = 0, 0
+                for part in body:
+                    length += len(part)
+                    crc = zlib.crc32(part, crc)
+                parts.append(FRAME.pack(length, crc))
+                parts += body  # framed, not copied
+                size = FRAME.size + length
+                records.append(SpoolRecord(seq, self._current, offset, size, points, end))
+                seq, position, offset = seq + 1, end, offset + size
+            self._append_frame(self._current_fd, parts, self._current_size, sync=True)
+            self._next_seq = seq
+            self._current_size = offset
+            self.position = position
+            pending = self._pending.setdefault(self._current, set())
+            for record in records:
+                pending.add(record.seq)
+                self.pending_points += record.points
+                self.pending_records += 1
+        return records
 
-    def read(self, record: SpoolRecord) -> dict[str, list[Any]]:
-        """The batch ``{series: [[ts, value], ...]}`` of ``record``.
+    def read(self, record: SpoolRecord) -> dict[str, Any]:
+        """The batch ``{series: points}`` of ``record`` (numpy pairs for array series).
 
         Raises :class:`SpoolCorrupted` when its bytes changed since they were written.
         """
@@ -435,7 +548,7 @@ class Spool:
             data = fh.read(record.size)
         for _, _, body in iter_records(data):
             if body.get("seq") == record.seq and body.get("t") == "b":
-                return dict(body["d"])
+                return _decode_batch(body)
         damage = SpoolDamage(record.segment, record.offset, record.size, False, 1,
                              record.points)
         raise SpoolCorrupted(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,8 +269,8 @@ class Arrivals:
         #: Insert requests that held at least one such series.
         self.foreign_requests = 0
 
-    def record(self, series: Mapping[str, list[Any]]) -> None:
-        """Count one accepted insert request."""
+    def record(self, series: Mapping[str, Sized]) -> None:
+        """Count one accepted insert request (points per series name)."""
         topology = self.topology
         own_pool = topology.own.pool
         foreign = 0

@@ -565,7 +565,7 @@ class ClientProtocol(asyncio.Protocol):
         if arrivals is not None:
             arrivals.record(batch.series)
         if batch.count:
-            self.state.forward_insert(db, lambda: tee_payload(batch.series))
+            self.state.forward_insert(db, lambda: tee_payload(batch.points()))
         self._enqueue(pid, lambda: self._run_insert(pid, db, batch), insert=True)
 
     def _run_insert(self, pid: int, db: Database, batch: InsertBatch) -> None:

@@ -10,6 +10,7 @@ state is always what the log says.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 import re
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import shards as sh
+from .mirror import ArrayMirror
 from .regex import SiriRegex
 
 SeriesType = Literal["integer", "float", "string"]
@@ -78,6 +80,8 @@ class Series:
     buffer: list[tuple[int, Value]] = field(default_factory=list)
     #: Points of the series per shard ``(window start, duration)``.
     shards: dict[tuple[int, int], int] = field(default_factory=dict)
+    #: Numeric series: the points as numpy arrays for reading (see :mod:`.mirror`).
+    mirror: ArrayMirror | None = field(default=None, repr=False, compare=False)
 
     @property
     def length(self) -> int:
@@ -108,6 +112,7 @@ class Series:
             ts.extend(p[0] for p in points)
             values.extend(p[1] for p in points)
             return
+        self._changed()
         ordered = sorted(points, key=lambda p: p[0])
         if len(ordered) <= 32:
             for t, v in ordered:
@@ -123,8 +128,57 @@ class Series:
         ts[:] = [p[0] for p in merged]
         values[:] = [p[1] for p in merged]
 
+    def add_columns(self, ts: Any, values: Any) -> None:
+        """Add already-coerced points given as an int64 numpy array of timestamps and a
+        numpy array (or list) of values; same order rules as :meth:`add_points`."""
+        import numpy as np
+
+        n = len(values)
+        if not n:
+            return
+        stored = self.ts
+        if n > 1 and bool((ts[1:] < ts[:-1]).any()):
+            order = np.argsort(ts, kind="stable")
+            ts = ts[order]
+            values = values[order] if isinstance(values, np.ndarray) else [
+                values[i] for i in order.tolist()]
+        listed = values.tolist() if isinstance(values, np.ndarray) else values
+        if not stored or int(ts[0]) >= stored[-1]:
+            if self.mirror is not None and self.tp != "string":
+                self.mirror.append(len(stored), ts, values)
+            stored.extend(ts.tolist())
+            self.values.extend(listed)
+            return
+        self._changed()
+        if n <= 32:
+            self.add_points(list(zip(ts.tolist(), listed)))
+            return
+        # Merge with the stored tail from the first position the new points reach;
+        # a stable sort keeps stored points before equal new ones.
+        i = bisect.bisect_right(stored, int(ts[0]))
+        tail_ts = np.concatenate((np.array(stored[i:], dtype=np.int64), ts))
+        order = np.argsort(tail_ts, kind="stable")
+        tail_values = self.values[i:] + listed
+        del stored[i:]
+        del self.values[i:]
+        stored.extend(tail_ts[order].tolist())
+        self.values.extend([tail_values[j] for j in order.tolist()])
+
+    def _changed(self) -> None:
+        """Points were inserted or removed other than at the end: the mirror is stale."""
+        if self.mirror is not None:
+            self.mirror.reset()
+
+    def arrays(self) -> tuple[Any, Any]:
+        """All points as numpy arrays (int64 timestamps; int64 or float64 values): views
+        of the mirror, valid until the series changes. Numeric series only."""
+        if self.mirror is None:
+            self.mirror = ArrayMirror(self.tp == "float")
+        return self.mirror.view(self.ts, self.values)
+
     def remove_points(self, points: Sequence[tuple[int, Value]]) -> None:
         """Remove one stored point for each of ``points`` (equal time-stamp and value)."""
+        self._changed()
         ts, values = self.ts, self.values
         for t, v in points:
             i = bisect.bisect_left(ts, t)
@@ -141,6 +195,7 @@ class Series:
         hi = bisect.bisect_left(self.ts, end)
         if hi <= lo:
             return 0
+        self._changed()
         del self.ts[lo:hi]
         del self.values[lo:hi]
         kept = [(t, v) for t, v in keep if start <= t < end]
@@ -281,6 +336,10 @@ def type_of(value: Value) -> SeriesType:
 
 Journal = Callable[[Record], Any]
 
+
+def _point_time(point: tuple[int, Value]) -> int:
+    return point[0]
+
 #: Database units per second, by precision code.
 UNITS_PER_SECOND = (1, 1_000, 1_000_000, 1_000_000_000)
 #: Bytes of a series buffer unless the database was created with another size.
@@ -388,11 +447,63 @@ class Database:
         """Points a series buffer holds before it is written to shards."""
         return max(sh.buffer_points(self.buffer_size), 1)
 
-    def insert(self, batch: dict[str, list[tuple[int, Value]]]) -> int:
-        """Store a validated batch ``{name: [(ts, value), ...]}``; returns the point count
-        (stored now, or once durable when journaled)."""
-        self.commit(("insert", batch, self.exp_at_num, self.exp_at_log))
+    def insert(self, batch: dict[str, Any]) -> int:
+        """Store a validated batch ``{name: [(ts, value), ...]}`` or ``{name: Columns}``
+        (see :mod:`.points`); returns the point count (stored now, or once durable when
+        journaled)."""
+        if batch and not isinstance(next(iter(batch.values())), (list, tuple)):
+            self.commit(("points", batch, self.exp_at_num, self.exp_at_log))
+        else:
+            self.commit(("insert", batch, self.exp_at_num, self.exp_at_log))
         return sum(len(points) for points in batch.values())
+
+    def apply_points(self, batch: dict[str, Any], exp_num: int = 0, exp_log: int = 0) -> int:
+        """Store ``{name: Columns}`` (or their journal form) as :meth:`apply_insert` stores
+        point lists; numeric points of large inserts go to shards vectorised."""
+        from .points import Columns, coerce
+
+        n = 0
+        for name, cols in batch.items():
+            if not isinstance(cols, Columns):
+                cols = Columns.decode(cols)
+            count = len(cols)
+            if not count:
+                continue
+            series = self.series.get(name)
+            if series is None:
+                series = self._new_series(name, cols.series_type)
+            tp = series.tp
+            values = coerce(tp, cols.values)
+            if tp == "string":
+                self._place(series, list(zip(cols.ts.tolist(), values.tolist())), exp_log)
+                series.log_chunks.append(count)
+            else:
+                self._place_columns(series, cols.ts, values, exp_num)
+            n += count
+            if not series.ts:
+                self.apply_drop_series([name])  # every point expired: SiriDB drops it
+        self.received_points += n
+        return n
+
+    def _place_columns(self, series: Series, ts: Any, values: Any, expire_at: int) -> None:
+        """:meth:`_place` for numeric columns: an insert larger than the buffer goes to
+        shards in a few vectorised steps; smaller ones take the buffer's path."""
+        import numpy as np
+
+        if len(ts) <= self.buffer_len:
+            points = list(zip(ts.tolist(), values.tolist()))
+            if len(ts) > 1 and not bool((ts[1:] < ts[:-1]).any()):
+                self._place_sorted(series, points, expire_at, (ts, values))
+            else:
+                self._place(series, points, expire_at)
+            return
+        if bool((ts[1:] < ts[:-1]).any()):
+            order = np.argsort(ts, kind="stable")
+            ts, values = ts[order], values[order]
+        keep = self._to_shards_columns(series, ts, expire_at)
+        if keep is not None:
+            ts, values = ts[keep], values[keep]
+        series.add_columns(ts, values)
 
     def apply_insert(
         self, batch: dict[str, Iterable[Sequence[Any]]], exp_num: int = 0, exp_log: int = 0
@@ -443,19 +554,53 @@ class Database:
         if series.tp != "string" and len(points) == 1:
             self._buffer_point(series, points[0], expire_at)
             return
-        ordered = sorted(points, key=lambda p: p[0])
+        ordered = sorted(points, key=_point_time)
         if series.tp == "string" or len(ordered) > size:
             series.add_points(self._to_shards(series, ordered, expire_at))
             return
+        self._place_sorted(series, ordered, expire_at)
+
+    def _place_sorted(
+        self,
+        series: Series,
+        ordered: list[tuple[int, Value]],
+        expire_at: int,
+        columns: tuple[Any, Any] | None = None,
+    ) -> None:
+        """:meth:`_place` for numeric points sorted by time that fit in the buffer;
+        ``columns``: the same points as numpy arrays (added to the series vectorised)."""
         buffered = series.buffer
-        if len(ordered) + len(buffered) > size:
-            merged = sorted(ordered + buffered[::-1], key=lambda p: p[0])
+        if len(ordered) + len(buffered) > self.buffer_len:
+            merged = sorted(ordered + buffered[::-1], key=_point_time)
             kept = self._to_shards(series, merged, expire_at)
             series.buffer = []
             self._settle(series, ordered, buffered, kept)
             return
-        for point in ordered:
-            self._buffer_point(series, point, expire_at)
+        self._buffer_points(series, ordered, expire_at, columns)
+
+    def _buffer_points(
+        self,
+        series: Series,
+        ordered: list[tuple[int, Value]],
+        expire_at: int,
+        columns: tuple[Any, Any] | None = None,
+    ) -> None:
+        """:meth:`_buffer_point` for each of ``ordered`` (sorted by time, all fitting in
+        the buffer, so it fills at the last point at most), as a few list operations: a
+        point goes after the buffered ones of its time, as one by one."""
+        buffered = series.buffer
+        stale = bool(buffered) and ordered[0][0] < buffered[-1][0]
+        buffered.extend(ordered)
+        if stale:
+            buffered.sort(key=_point_time)  # stable: buffered points stay first
+        if columns is not None:
+            series.add_columns(*columns)
+        else:
+            series.add_points(ordered)
+        if len(buffered) >= self.buffer_len:
+            kept = self._to_shards(series, buffered, expire_at)
+            series.buffer = []
+            self._settle(series, [], buffered, kept)
 
     def _buffer_point(self, series: Series, point: tuple[int, Value], expire_at: int) -> None:
         buffered = series.buffer
@@ -477,16 +622,20 @@ class Database:
         kept: list[tuple[int, Value]],
     ) -> None:
         """Add the ``new`` points that were kept; remove ``stored`` ones that expired."""
-        remaining = list(kept)
+        if len(kept) == len(new) + len(stored):  # a subset of them as large: all of them
+            if new:
+                series.add_points(new)
+            return
+        remaining = collections.Counter(kept)  # equal points count as one kind, as ``in``
         keep_new: list[tuple[int, Value]] = []
         for point in new:
-            if point in remaining:
-                remaining.remove(point)
+            if remaining[point] > 0:
+                remaining[point] -= 1
                 keep_new.append(point)
         lost = []
         for point in stored:
-            if point in remaining:
-                remaining.remove(point)
+            if remaining[point] > 0:
+                remaining[point] -= 1
             else:
                 lost.append(point)
         if keep_new:
@@ -525,6 +674,45 @@ class Database:
             series.shards[key] = series.shards.get(key, 0) + count
             kept.extend(points[first:stop])
         return kept
+
+    def _to_shards_columns(self, series: Series, ts: Any, expire_at: int) -> Any:
+        """:meth:`_to_shards` for sorted int64 time-stamps of a numeric series: the shard
+        bookkeeping per window, one step per window; returns a mask of the points kept
+        (None when all are)."""
+        import numpy as np
+
+        duration = self.shard_duration(series)
+        if not duration:
+            head = ts[:64].tolist()
+            interval = sh.detect_interval(head) if self.auto_duration else 0
+            if interval:
+                duration = sh.duration_from_interval(
+                    interval, self.factor, self.duration_num, self.duration_log)
+            else:
+                duration = self.duration_num
+        starts = ts // duration * duration
+        edges = np.flatnonzero(starts[1:] != starts[:-1]) + 1
+        firsts = [0, *edges.tolist()]
+        stops = [*firsts[1:], len(ts)]
+        keep = None
+        for first, stop in zip(firsts, stops):
+            start = int(starts[first])
+            if start + duration < expire_at:
+                if keep is None:
+                    keep = np.ones(len(ts), dtype=bool)
+                keep[first:stop] = False
+                continue
+            key = (start, duration)
+            sid = start + series.mask
+            shard = self.shards.get((sid, duration))
+            count = stop - first
+            if shard is None:
+                shard = self.shards[(sid, duration)] = sh.ShardInfo(sid, duration, sh.NUMBER)
+            elif series.shards.get(key):
+                shard.new_values = True
+            shard.size += count * sh.POINT_SIZE
+            series.shards[key] = series.shards.get(key, 0) + count
+        return keep
 
     def resize_buffer(self, buffer_size: int) -> None:
         """Use another buffer size (SiriDB's ``database.conf``): buffers that hold as

@@ -33,17 +33,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from ..durable import (
     FRAME,
     frame_body,
+    frame_record,
     fsync_dir,
     iter_bodies,
-    pack_frame,
     write_all,
 )
 from .errors import DamagedDataError
 from .internal import InternalErrors
 from .model import Database, Record
+from .points import Columns
 from .ratelog import RateLimitedLog
 from .recovery import (
     SNAP_TMP_RE,
@@ -133,6 +136,13 @@ class _Chunk:
     data: bytearray = field(default_factory=bytearray)
     records: list[Record] = field(default_factory=list)
     last: int = 0  # sequence number of the last record
+
+
+def _encode_value(obj: Any) -> Any:
+    """msgpack's hook for the record values it cannot pack itself: insert columns."""
+    if isinstance(obj, Columns):
+        return obj.encode()
+    raise TypeError(f"cannot journal a {type(obj).__name__}")
 
 
 def _retrieve(fut: asyncio.Future[None]) -> None:
@@ -296,7 +306,7 @@ class Store:
         """Journal one record; it is applied to the database once it is durable."""
         if self._closed:
             raise JournalError("the journal is closed; nothing was stored")
-        frame = pack_frame(record)
+        frame = frame_record(msgpack.packb(record, use_bin_type=True, default=_encode_value))
         chunks = self._chunks
         if chunks and chunks[-1].gen == self._gen:
             chunk = chunks[-1]

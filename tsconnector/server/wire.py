@@ -12,6 +12,8 @@ from typing import Any
 
 import qpack
 
+from .pointpack import pack_point_columns
+from .points import Columns
 from .query.answer import PointColumns
 
 #: ``qpack.packb`` with its type spelled out (the package ships no annotations).
@@ -66,7 +68,9 @@ def _pack_plain(obj: dict[Any, Any]) -> bytes:
     parts = [OPEN_MAP]
     for key, value in obj.items():
         parts.append(pack(key))
-        if type(value) is PointColumns:
+        if type(value) is Columns:
+            parts.append(_pack_columns(value))
+        elif type(value) is PointColumns:
             parts.extend(_iter_pack_columns(value))
         elif type(value) is list and value and all(map(_is_point, value)):
             parts.append(_pack_points(value))
@@ -107,7 +111,16 @@ def _is_point(item: Any) -> bool:
     )
 
 
+def _pack_columns(cols: Columns) -> bytes:
+    """A series answer held as columns, packed as its point list would be."""
+    if len(cols) >= 6:
+        return pack_point_columns(cols.ts, cols.values)
+    return _pack_points(cols.points())
+
+
 def _pack_value(value: Any, rows: bool) -> bytes:
+    if type(value) is Columns:
+        return _pack_columns(value)
     if type(value) is PointColumns:
         return b"".join(_iter_pack_columns(value))
     if type(value) is list and not rows and value and all(map(_is_point, value)):

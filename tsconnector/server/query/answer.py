@@ -5,6 +5,8 @@ A select of millions of points would otherwise build one ``[ts, value]`` list pe
 sent. :class:`PointColumns` keeps the time-stamps and values as they were read and hands
 them out in chunks, so the server packs the answer chunk by chunk and lets other clients
 run in between (see :func:`is_large_answer`). It still reads as a list of points.
+Columns of a numeric series read as numpy arrays are packed vectorised, chunk by chunk,
+into the same bytes (:func:`~tsconnector.server.pointpack.pack_point_columns`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
+import numpy as np
+
+from tsconnector.server.pointpack import pack_point_columns
 from tsconnector.server.query.precision import scale_timestamp
 
 __all__ = ["CHUNK_POINTS", "LARGE_ANSWER_POINTS", "PointColumns", "is_large_answer"]
@@ -29,8 +34,8 @@ class PointColumns(Sequence[list[Any]]):
 
     __slots__ = ("_factor", "_ts", "_values")
 
-    def __init__(self, ts: list[int], values: list[Any], factor: float | None) -> None:
-        self._ts = ts
+    def __init__(self, ts: Sequence[int], values: Sequence[Any], factor: float | None) -> None:
+        self._ts = ts  # lists, or int64 / int64-float64 numpy arrays
         self._values = values
         self._factor = factor
 
@@ -46,7 +51,10 @@ class PointColumns(Sequence[list[Any]]):
     def __getitem__(self, index: int | slice) -> list[Any] | list[list[Any]]:
         if isinstance(index, slice):
             return self._points(self._ts[index], self._values[index])
-        return [scale_timestamp(self._ts[index], self._factor), self._values[index]]
+        i = index + len(self._ts) if index < 0 else index
+        if not 0 <= i < len(self._ts):
+            raise IndexError(index)
+        return self._points(self._ts[i : i + 1], self._values[i : i + 1])[0]
 
     def __iter__(self) -> Iterator[list[Any]]:
         for chunk in self.chunks():
@@ -76,6 +84,10 @@ class PointColumns(Sequence[list[Any]]):
         are made, packed and freed with the cyclic garbage collector paused: tens of
         thousands of new lists would start its passes over every live object again and
         again (eight times the work), and none of them can be part of a cycle."""
+        if self._factor is None and isinstance(self._values, np.ndarray):
+            for chunk_ts, chunk_values in self._slices(size):
+                yield len(chunk_ts), pack_point_columns(chunk_ts, chunk_values)
+            return
         for chunk_ts, chunk_values in self._slices(size):
             enabled = gc.isenabled()
             gc.disable()
@@ -88,12 +100,16 @@ class PointColumns(Sequence[list[Any]]):
                     gc.enable()
             yield len(chunk_ts), packed
 
-    def _slices(self, size: int) -> Iterator[tuple[list[int], list[Any]]]:
+    def _slices(self, size: int) -> Iterator[tuple[Any, Any]]:
         ts, values = self._ts, self._values
         for start in range(0, len(ts), size):
             yield ts[start:start + size], values[start:start + size]
 
-    def _points(self, ts: list[int], values: list[Any]) -> list[list[Any]]:
+    def _points(self, ts: Sequence[int], values: Sequence[Any]) -> list[list[Any]]:
+        if isinstance(ts, np.ndarray):
+            ts = ts.tolist()
+        if isinstance(values, np.ndarray):
+            values = values.tolist()
         factor = self._factor
         if factor is None:
             return list(map(list, zip(ts, values)))

@@ -142,7 +142,7 @@ def apply_function(
     validate_call(call)
     if tp not in ("integer", "float", "string"):
         raise ValueError(f"unknown series type {tp!r}")
-    if not ts:
+    if len(ts) == 0:
         # SiriDB never runs a function on an empty point list[Any]: it passes through.
         return [], [], tp
     name = call.name
@@ -194,6 +194,11 @@ def _group_label(t: int, window: int, offset: int) -> int:
 def _group_starts(ts: list[int], window: int, offset: int) -> tuple[np.ndarray, list[int]]:
     """Split sorted timestamps into SiriDB's windows: (start index per group, labels)."""
     n = len(ts)
+    if isinstance(ts, np.ndarray):
+        found = _array_group_starts(ts, window, offset)
+        if found is not None:
+            return found
+        ts = ts.tolist()
     if offset == 0 and ts[-1] + window - 1 < _UINT64:
         arr = np.asarray(ts, dtype=np.uint64)
         w = np.uint64(window)
@@ -214,6 +219,39 @@ def _group_starts(ts: list[int], window: int, offset: int) -> tuple[np.ndarray, 
         j = int(np.searchsorted(arr, np.uint64(label), side="right"))
         i = max(j, i + 1)
     return np.asarray(starts_l, dtype=np.int64), labels_l
+
+
+#: Windowed aggregates that also take numpy columns (int64 timestamps, int64/float64
+#: values) and answer with Python values: a select hands them the stored arrays.
+ARRAY_AGGREGATES = frozenset({
+    "count", "sum", "min", "max", "mean", "first", "last", "median", "median_low",
+    "median_high", "variance", "pvariance", "stddev",
+})
+
+
+def _array_group_starts(
+    ts: np.ndarray, window: int, offset: int
+) -> tuple[np.ndarray, list[int]] | None:
+    """:func:`_group_starts` for a sorted int64 array, from the window edges alone: the
+    points labelled ``L`` are those with ``L - window < t <= L``, so each group ends where
+    ``searchsorted(ts, L, "right")`` says (a few hundred edges, not a million labels).
+    None where that does not apply (an offset, labels beyond int64, very sparse data)."""
+    n = len(ts)
+    first, last = int(ts[0]), int(ts[-1])
+    if offset or first < 0:
+        return None
+    low = -(-first // window) * window
+    high = -(-last // window) * window
+    edges = (high - low) // window + 1
+    if high > INT64_MAX or edges > n:
+        return None
+    labels = np.arange(low, high + 1, window, dtype=np.int64)
+    ends = np.searchsorted(ts, labels, side="right")
+    starts = np.empty(edges, dtype=np.int64)
+    starts[0] = 0
+    starts[1:] = ends[:-1]
+    used = ends > starts
+    return starts[used], labels[used].tolist()
 
 
 def _group_by(
@@ -253,6 +291,8 @@ def _aggregate(
     if name == "count":
         return labels, sizes.tolist(), "integer"
     if name in ("first", "last"):
+        if isinstance(values, np.ndarray):  # numeric columns (see ARRAY_AGGREGATES)
+            return labels, values[starts if name == "first" else ends - 1].tolist(), tp
         idx = (starts if name == "first" else ends - 1).tolist()
         if tp == "string":
             # SiriDB copies the source point's own timestamp for strings.

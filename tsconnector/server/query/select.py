@@ -13,11 +13,14 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import numpy as np
+
 from tsconnector.server.model import Database, Series
 from tsconnector.server.query import syntax as s
 from tsconnector.server.query.answer import LARGE_ANSWER_POINTS, PointColumns
 from tsconnector.server.query.errors import QueryFailure
 from tsconnector.server.query.functions import (
+    ARRAY_AGGREGATES,
     FunctionCall,
     FunctionError,
     apply_function,
@@ -136,7 +139,7 @@ def run_chain(calls: Sequence[FunctionCall], points: Points) -> Points:
     ts, values, tp = points
     try:
         for call in calls:
-            if not ts:
+            if len(ts) == 0:
                 break
             ts, values, tp = apply_function(call, ts, values, tp)
     except FunctionError as exc:
@@ -262,10 +265,40 @@ def _whole_head(call: FunctionCall, series: Series) -> Points | None:
     return None
 
 
+def _reads_arrays(series: Series, chain: Sequence[FunctionCall]) -> bool:
+    """Whether a numeric series is read as numpy views of its points: for ``select *``
+    and for a chain that starts with a windowed aggregate that takes arrays."""
+    if series.tp == "string":
+        return False
+    if not chain:
+        return True
+    first = chain[0]
+    return first.window is not None and first.name in ARRAY_AGGREGATES and not first.offset
+
+
+def _read_arrays(series: Series, bounds: Bounds) -> tuple[Any, Any]:
+    """The points of ``bounds`` as numpy views of the series' arrays."""
+    ts, values = series.arrays()
+    start, end, head, tail = bounds
+    if head is not None:
+        return ts[:head], values[:head]
+    if tail is not None:
+        return ts[-tail:], values[-tail:]
+    lo = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
+    hi = len(ts) if end is None else int(np.searchsorted(ts, end, side="left"))
+    return ts[lo:hi], values[lo:hi]
+
+
 def _read_points(
-    series: Series, chain: Sequence[FunctionCall], bounds: Bounds, whole: bool
+    series: Series,
+    chain: Sequence[FunctionCall],
+    bounds: Bounds,
+    whole: bool,
+    arrays: bool = False,
 ) -> Points:
-    """One series through one chain, as the server reads and computes it."""
+    """One series through one chain, as the server reads and computes it. With
+    ``arrays`` a numeric series may answer numpy arrays (``select *``) or feed them to
+    its first aggregate (whose answer is lists again)."""
     if whole and chain:
         if series.tp == "string":
             quirk = _string_chunk_answer(series, chain)
@@ -274,6 +307,13 @@ def _read_points(
         head_out = _whole_head(chain[0], series)
         if head_out is not None:
             return run_chain(chain[1:], head_out) if len(chain) > 1 else head_out
+    if arrays and _reads_arrays(series, chain):
+        ts, values = _read_arrays(series, bounds)
+        if not chain:
+            return ts, values, series.tp
+        if len(ts) == 0:
+            return [], [], series.tp
+        return run_chain(chain, (ts, values, series.tp))
     start, end, head, tail = bounds
     if head is not None:
         ts, values = series.ts[:head], series.values[:head]
@@ -337,7 +377,7 @@ def run_select(
         for series in series_list:
             if selected > limit:
                 raise QueryFailure(POINTS_LIMIT.format(limit))
-            out = _read_points(series, chain, bounds, whole)
+            out = _read_points(series, chain, bounds, whole, arrays=merge is None)
             selected += len(out[0])
             if merge is not None:
                 parts.append(out)
@@ -366,7 +406,7 @@ def run_single(
         return {}
     bounds = plan.bounds
     assert bounds is not None
-    out = _read_points(series, plan.chains[0], bounds, bounds == _NO_BOUNDS)
+    out = _read_points(series, plan.chains[0], bounds, bounds == _NO_BOUNDS, arrays=True)
     db.selected_points += len(out[0])
     name = aggregate.prefix + series.name + aggregate.suffix
     return _answer({name: out}, db.precision, precision)
@@ -399,6 +439,8 @@ def _answer(
     large = sum(len(points[0]) for points in results.values()) > LARGE_ANSWER_POINTS
     for name in names:
         ts, values, _ = results[name]
+        if isinstance(ts, np.ndarray) and not large:  # numpy views of a numeric series
+            ts, values = ts.tolist(), values.tolist()
         if large:
             answer[name] = PointColumns(ts, values, factor)
         elif factor is None:
