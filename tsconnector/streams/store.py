@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import uuid as _uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -473,7 +474,17 @@ class StreamStore:
         try:
             return await s.fetch(stmt, *params)
         finally:
-            await raw.set_authorizer(None)
+            await raw.set_authorizer(_AUTHORIZER_OFF)
+
+
+def _allow_everything(*_args: Any) -> int:
+    """An authorizer that allows every action: Python 3.10 cannot remove one."""
+    return sqlite3.SQLITE_OK
+
+
+# Python 3.10's ``set_authorizer(None)`` installs None as the callback, and SQLite then
+# denies every later statement on that pooled connection; 3.11 added None to remove it.
+_AUTHORIZER_OFF: Any = None if sys.version_info >= (3, 11) else _allow_everything
 
 
 def _sqlite_authorizer(
