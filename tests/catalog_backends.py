@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import secrets
@@ -138,16 +139,24 @@ class Backend:
 BACKENDS = ["sqlite-memory", "sqlite-file", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
-@pytest_asyncio.fixture(params=BACKENDS)
-async def catalog_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each catalog backend in turn (see the module docstring)."""
-    if request.param == "postgresql":
+@contextlib.asynccontextmanager
+async def open_backend(name: str, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The backend ``name`` (PostgreSQL skipped when down), cleaned up on exit: what each
+    backend fixture yields, here and in the streams tests."""
+    if name == "postgresql":
         _check_postgres()
-    backend = Backend(request.param, tmp_path)
+    backend = Backend(name, tmp_path)
     try:
         yield backend
     finally:
         await backend.cleanup()
+
+
+@pytest_asyncio.fixture(params=BACKENDS)
+async def catalog_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each catalog backend in turn (see the module docstring)."""
+    async with open_backend(request.param, tmp_path) as backend:
+        yield backend
 
 
 @pytest_asyncio.fixture
@@ -159,12 +168,8 @@ async def catalog_db(catalog_backend: Backend) -> Database:
 @pytest_asyncio.fixture
 async def pg_backend(tmp_path: Path) -> AsyncIterator[Backend]:
     """The PostgreSQL backend alone."""
-    _check_postgres()
-    backend = Backend("postgresql", tmp_path)
-    try:
+    async with open_backend("postgresql", tmp_path) as backend:
         yield backend
-    finally:
-        await backend.cleanup()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from catalog_backends import Backend, _check_postgres
+from catalog_backends import Backend, open_backend
 
 from tsconnector import TsClient
 from tsconnector.server import EmbeddedServer
@@ -34,13 +34,8 @@ async def client(server: EmbeddedServer) -> AsyncIterator[TsClient]:
 @pytest_asyncio.fixture(params=STREAM_BACKENDS)
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     """A catalog backend (SQLite in memory, PostgreSQL in a schema of its own)."""
-    if request.param == "postgresql":
-        _check_postgres()
-    b = Backend(request.param, tmp_path)
-    try:
+    async with open_backend(request.param, tmp_path) as b:
         yield b
-    finally:
-        await b.cleanup()
 
 
 @pytest_asyncio.fixture

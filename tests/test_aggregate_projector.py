@@ -8,10 +8,11 @@ import itertools
 from typing import Any
 
 import pytest
-from aggregate_helpers import SHARED, Workers, wait_until
+from aggregate_helpers import SHARED, Workers
 from catalog_backends import Backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_helpers import wait_until
 
 from tsconnector.aggregate import MessageStore, SeriesNamePartitioner
 from tsconnector.catalog import Database
@@ -55,7 +56,7 @@ async def test_four_projector_processes_give_each_message_one_position(
         for i in range(20):  # written while the projectors run
             await store.append({f"s{(i * 50 + j) % 37}": [[i * 50 + j, j]] for j in range(50)})
         await wait_until(
-            lambda: _caught_up(stream), what="the projectors to catch up with the store"
+            lambda: _caught_up(stream), 120, "the projectors to catch up with the store"
         )
         workers.tell()  # stop
         results = await workers.results()

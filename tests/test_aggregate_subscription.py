@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aggregate_helpers import SHARED, Workers, wait_until
+from aggregate_helpers import SHARED, Workers
 from catalog_backends import Backend
+from shared_helpers import wait_until
 
 from tsconnector.aggregate import (
     AckStrategy,

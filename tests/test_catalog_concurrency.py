@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from catalog_backends import Backend
 from catalog_worker import RACE_STEPS, cas_increments
+from shared_helpers import WorkerProcs
 
 from tsconnector.catalog import Database
 
@@ -18,42 +16,16 @@ WORKER = str(Path(__file__).with_name("catalog_worker.py"))
 TASKS, PROCESSES, INCREMENTS = 8, 4, 10
 
 
-class Workers:
-    """Worker processes started together: each prints ``ready``, then waits for ``go``."""
+class Workers(WorkerProcs):
+    """Catalog worker processes started together: each prints ``ready``, then waits for
+    ``go``."""
 
     def __init__(self) -> None:
-        self.procs: list[asyncio.subprocess.Process] = []
-
-    async def start(self, argv: list[str]) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            WORKER,
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        self.procs.append(proc)
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 120)
-        assert line == b"ready\n", line
+        super().__init__(WORKER)
 
     def go(self) -> None:
-        for proc in self.procs:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-
-    async def results(self) -> list[dict[str, Any]]:
-        out = []
-        for proc in self.procs:
-            stdout, _ = await asyncio.wait_for(proc.communicate(), 300)
-            assert proc.returncode == 0, stdout
-            out.append(json.loads(stdout.decode().strip().splitlines()[-1]))
-        return out
-
-    def kill(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.kill()
+        """Let every worker start its work."""
+        self.send(b"go\n")
 
 
 async def test_compare_and_swap_from_tasks_and_processes(catalog_backend: Backend) -> None:

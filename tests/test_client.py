@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from shared_helpers import wait_until
 
 from tsconnector.client import TsClient
 from tsconnector.events import HostEvent, HostState
@@ -36,14 +37,6 @@ def make_client(*ports: int, **options: Any) -> TsClient:
 async def server() -> AsyncIterator[ScriptedServer]:
     async with ScriptedServer() as srv:
         yield srv
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------- construct

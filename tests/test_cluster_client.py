@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from shared_helpers import wait_state
 
 from tsconnector import TsClient
-from tsconnector.events import HostEvent, HostState
+from tsconnector.events import HostState
 from tsconnector.exceptions import (
     InsertError,
     InsertOutcomeUnknown,
@@ -45,20 +46,6 @@ def batch(names: list[str], ts: int = 1) -> dict[str, list[list[int]]]:
     return {name: [[ts, i], [ts + 1, i]] for i, name in enumerate(names)}
 
 
-async def wait_state(client: TsClient, port: int, state: HostState, timeout: float = 5) -> None:
-    """Wait (event-driven, bounded) until the host on ``port`` reaches ``state``."""
-    reached = asyncio.Event()
-
-    def check(_event: HostEvent | None = None) -> None:
-        if any(s.port == port and s.state is state for s in client.stats()):
-            reached.set()
-
-    unsubscribe = client.on_host_event(check)
-    try:
-        check()
-        await asyncio.wait_for(reached.wait(), timeout)
-    finally:
-        unsubscribe()
 
 
 def stored_once(cluster: EmbeddedCluster, expected: dict[str, set[int]]) -> None:

@@ -125,3 +125,14 @@ def _dsns(draw: st.DrawFn) -> Dsn:
 @given(_dsns())
 def test_format_then_parse_round_trips(dsn: Dsn) -> None:
     assert parse_dsn(format_dsn(dsn)) == dsn
+
+
+def test_dsn_api_is_exported_from_the_package() -> None:
+    import tsconnector
+
+    assert tsconnector.Dsn is Dsn
+    assert tsconnector.parse_dsn is parse_dsn
+    assert tsconnector.format_dsn is format_dsn
+    assert {"Dsn", "parse_dsn", "format_dsn"} <= set(tsconnector.__all__)
+    dsn = tsconnector.parse_dsn("siridb://h1:9001/db")
+    assert tsconnector.parse_dsn(tsconnector.format_dsn(dsn)) == dsn

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_helpers import wait_state
 
 import tsconnector.client
 from tsconnector.client import TsClient
@@ -66,20 +67,6 @@ def requests_by_port(client: TsClient) -> dict[int, int]:
     return {s.port: s.requests for s in client.stats()}
 
 
-async def wait_state(client: TsClient, port: int, state: HostState, timeout: float) -> None:
-    """Wait (event-driven, bounded) until the host on ``port`` reaches ``state``."""
-    reached = asyncio.Event()
-
-    def check(_event: HostEvent | None = None) -> None:
-        if any(s.port == port and s.state is state for s in client.stats()):
-            reached.set()
-
-    unsubscribe = client.on_host_event(check)
-    try:
-        check()
-        await asyncio.wait_for(reached.wait(), timeout)
-    finally:
-        unsubscribe()
 
 
 async def run_queries(

@@ -8,12 +8,14 @@ it; a full disk holds points in memory and loses nothing.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import errno
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,6 +25,7 @@ from tsconnector.client import TsClient
 from tsconnector.durable import pack_record
 from tsconnector.ql import quote_name
 from tsconnector.spool import Spool, SpoolCorrupted, read_segment
+from tsconnector.timeutil import to_db_time
 from tsconnector.writer import BufferedWriter
 
 QUICK: dict[str, Any] = {"insert_timeout": 2.0, "query_timeout": 5.0, "retry_initial": 0.02,
@@ -35,6 +38,69 @@ async def stored(client: TsClient, names: list[str]) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------ bad input
+
+
+TIMES: list[Any] = [
+    dt.datetime(2024, 5, 1, 12, 0, 0, 250_000, tzinfo=dt.timezone.utc),
+    dt.datetime(2024, 5, 1, 14, 0, 1, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    dt.datetime(2024, 5, 1, 12, 0, 2),  # naive: UTC
+    dt.date(2024, 5, 2),
+    np.datetime64("2024-05-01T12:00:03.125", "ms"),
+    np.datetime64("2024-05-01T12:00:04.000000000", "ns"),
+]
+
+
+@pytest.mark.parametrize("precision", ["ms", "ns"])
+@pytest.mark.parametrize("validate", [True, False])
+async def test_datetime_timestamps_are_converted_as_insert_converts_them(
+    embedded_server_factory: Any, precision: str, validate: bool
+) -> None:
+    """add and add_many take datetime, date and datetime64 timestamps, converted exactly to
+    the database's precision: stored where TsClient.insert stores the same points."""
+    server = await embedded_server_factory(databases=[("dbtest", precision)])
+    async with TsClient("iris", "siri", "dbtest", [("127.0.0.1", server.port)]) as client:
+        await client.insert({"by.insert": [[t, i] for i, t in enumerate(TIMES)]})
+        async with BufferedWriter(client, validate=validate, max_delay=0.05, **QUICK) as writer:
+            for i, t in enumerate(TIMES):
+                await writer.add("by.add", t, i)
+            if validate:  # unvalidated lists are taken as they are: int timestamps only
+                await writer.add_many({"by.list": [(t, i) for i, t in enumerate(TIMES)]})
+            objects = np.array(TIMES, dtype=object)
+            await writer.add_many({"by.objects": (objects, np.arange(len(TIMES)))})
+            await writer.flush(timeout=10)
+        answer = await client.query("select * from /by\\..*/")
+    expected = sorted([to_db_time(t, precision), i] for i, t in enumerate(TIMES))
+    assert answer["by.insert"] == expected
+    assert answer["by.add"] == expected
+    assert answer["by.objects"] == expected
+    if validate:
+        assert answer["by.list"] == expected
+
+
+async def test_datetime_timestamps_are_refused_as_insert_refuses_them(
+    tsclient: TsClient,
+) -> None:
+    """A time finer than the database's unit, before 1970 or not a time at all fails
+    only its own call (dbtest is in seconds)."""
+    async with BufferedWriter(tsclient, max_delay=0.05, **QUICK) as writer:
+        fine = dt.datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=dt.timezone.utc)
+        with pytest.raises(ValueError):
+            await tsclient.insert({"x": [[fine, 1]]})
+        with pytest.raises(ValueError):
+            await writer.add("x", fine, 1)
+        with pytest.raises(ValueError):
+            await writer.add_many({"x": [(fine, 1)]})
+        with pytest.raises(ValueError):
+            await writer.add("x", np.datetime64("2024-05-01T12:00:00.5"), 1)
+        with pytest.raises(OverflowError, match="out of range"):
+            await writer.add("x", dt.datetime(1969, 12, 31, tzinfo=dt.timezone.utc), 1)
+        with pytest.raises(TypeError, match="not an integer"):
+            await writer.add("x", "2024-05-01", 1)
+        with pytest.raises(TypeError, match="not an integer"):
+            await writer.add_many({"x": [("2024-05-01", 1)]})
+        await writer.add("x", dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc), 1)
+        await writer.flush(timeout=10)
+    assert (await tsclient.query("select * from 'x'"))["x"] == [[1714521600, 1]]
 
 
 @pytest.mark.parametrize("spooled", [False, True])

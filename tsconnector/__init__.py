@@ -7,6 +7,7 @@ The public API is re-exported here; the embedded server lives in
 from __future__ import annotations
 
 from .client import TsClient
+from .dsn import Dsn, format_dsn, parse_dsn
 from .events import HostEvent, HostState, HostStats
 from .exceptions import (
     AnswerTooLarge,
@@ -49,6 +50,7 @@ __all__ = [
     "BufferedWriter",
     "ClientClosedError",
     "ClusterServer",
+    "Dsn",
     "Duration",
     "Group",
     "HostEvent",
@@ -82,7 +84,9 @@ __all__ = [
     "WriterStats",
     "__version__",
     "async_server_info",
+    "format_dsn",
     "from_db_time",
+    "parse_dsn",
     "quote_name",
     "quote_regex",
     "quote_str",

@@ -343,16 +343,12 @@ class TsClient:
                 )
                 return answer
             except ServerError as exc:
-                pool.mark_failed(host, exc)
-                tried.add(host)  # it answers, but cannot take this call now
-                failure = exc
-                self._poke_topology()
+                failure = self._host_refused(pool, host, tried, exc)
             except RequestNotSent as exc:
                 pool.mark_failed(host, exc)
                 failure = exc
             except PoolError as exc:
-                pool.record_failure(host, exc)
-                self._poke_topology()
+                self._pool_incomplete(pool, host, exc)
                 await self._pause_after_pool_error(pool, deadline, exc)
             except TsTimeoutError as exc:
                 pool.record_failure(host, exc)
@@ -393,6 +389,23 @@ class TsClient:
     def _poke_topology(self) -> None:
         if self._watcher is not None:
             self._watcher.poke()
+
+    def _host_refused(
+        self, pool: HostPool, host: Host, tried: set[Host], exc: ServerError
+    ) -> ServerError:
+        """``host`` answers but cannot take this call now (ServerError): skip it for the
+        rest of the call and mark it failed; returns ``exc`` as the call's last failure.
+        Shared by the insert and query retry loops (sync: no await on the query path)."""
+        pool.mark_failed(host, exc)
+        tried.add(host)
+        self._poke_topology()
+        return exc
+
+    def _pool_incomplete(self, pool: HostPool, host: Host, exc: PoolError) -> None:
+        """``host``'s SiriDB pool is incomplete (PoolError): count it against the host and
+        have the topology re-read; the caller then pauses before its next attempt."""
+        pool.record_failure(host, exc)
+        self._poke_topology()
 
     async def _insert_routed(
         self, plan: dict[int, Any], timeout: float, retry: InsertRetry, watcher: TopologyWatcher
@@ -499,18 +512,14 @@ class TsClient:
                     host.last_latency = loop.time() - start
                     return answer
                 except ServerError as exc:
-                    pool.mark_failed(host, exc)
-                    tried.add(host)  # it answers, but cannot take this call now
-                    failure = exc
-                    self._poke_topology()
+                    failure = self._host_refused(pool, host, tried, exc)
                 except TsConnectionError as exc:
                     if isinstance(exc, ClientClosedError):
                         raise
                     pool.mark_failed(host, exc)
                     failure = exc
                 except PoolError as exc:
-                    pool.record_failure(host, exc)
-                    self._poke_topology()
+                    self._pool_incomplete(pool, host, exc)
                     await self._pause_after_pool_error(pool, deadline, exc)
                 except TsTimeoutError as exc:
                     pool.record_failure(host, exc)

@@ -62,7 +62,7 @@ class TopologyWatcher:
         signed_char: bool = True,
     ) -> None:
         self._pool = pool
-        self._loop = pool._loop
+        self._loop = pool.loop
         self.interval = interval
         self.query_timeout = query_timeout
         self._address_map = address_map
@@ -110,7 +110,7 @@ class TopologyWatcher:
     def start(self) -> None:
         """Refresh every ``interval`` seconds (and early when poked) in the background."""
         if self._task is None and not self._pool.closing:
-            self._task = self._pool._spawn(self._run(), "topology discovery")
+            self._task = self._pool.spawn(self._run(), "topology discovery")
 
     def close(self) -> None:
         """Stop refreshing (the pool's close cancels the task too)."""

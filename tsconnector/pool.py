@@ -11,8 +11,8 @@ import functools
 import logging
 import random
 import socket
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any
+from collections.abc import Collection, Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
 
 from .connection import Connection, open_connection
 from .events import EventHub, HostEvent, HostState, HostStats
@@ -27,6 +27,8 @@ from .exceptions import (
 __all__ = ["Host", "HostPool", "describe_connect_error", "parse_hostlist"]
 
 log = logging.getLogger("tsconnector.pool")
+
+_T = TypeVar("_T")
 
 _OPTIONS = frozenset({"weight", "backup"})
 
@@ -231,7 +233,7 @@ class HostPool:
         if not pending:
             return results
         tasks = [
-            self._spawn(self._connect_host(host, timeout), f"connect {host.address}")
+            self.spawn(self._connect_host(host, timeout), f"connect {host.address}")
             for _, host in pending
         ]
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
@@ -276,7 +278,7 @@ class HostPool:
     def _start_reconnect(self, host: Host) -> None:
         if self.closing or host.task is not None or host.conn is not None:
             return
-        host.task = self._spawn(self._reconnect_loop(host), f"reconnect {host.address}")
+        host.task = self.spawn(self._reconnect_loop(host), f"reconnect {host.address}")
 
     def add_host(self, host: Host) -> None:
         """Add a host found by topology discovery and connect it in the background."""
@@ -284,7 +286,7 @@ class HostPool:
             return
         self.hosts.append(host)
         self._weighted = any(h.weight != 1 for h in self.hosts)
-        host.task = self._spawn(self._connect_new(host), f"connect {host.address}")
+        host.task = self.spawn(self._connect_new(host), f"connect {host.address}")
 
     async def _connect_new(self, host: Host) -> None:
         try:
@@ -340,7 +342,14 @@ class HostPool:
             if host.task is asyncio.current_task():
                 host.task = None
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the pool runs on (its hosts' connections and tasks)."""
+        return self._loop
+
+    def spawn(self, coro: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
+        """Run ``coro`` as a background task the pool owns: named ``tsconnector: name``
+        and cancelled by :meth:`close`, so helpers such as topology discovery end with it."""
         task = self._loop.create_task(coro, name=f"tsconnector: {name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

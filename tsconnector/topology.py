@@ -21,6 +21,7 @@ __all__ = [
     "LOAD_QUERY",
     "POOLS_QUERY",
     "SERVERS_QUERY",
+    "STATUS_WORDS",
     "UNFIT_STATUS",
     "ClusterServer",
     "Topology",
@@ -36,10 +37,15 @@ LOAD_QUERY = "list servers name, address, port, pool, online, status, active_han
 #: missing).
 POOLS_QUERY = "list pools pool, servers, series"
 
-#: Status words that keep a server from being chosen while a fit one can serve.
-UNFIT_STATUS = frozenset(
-    {"re-indexing", "synchronizing", "backup-mode", "queue-full", "unavailable", "offline"}
+#: SiriDB's server status words in the order it prints them joined with ``" | "``
+#: (``offline`` stands alone, for a server that is not online). The embedded server
+#: validates a topology's statuses against these too.
+STATUS_WORDS: tuple[str, ...] = (
+    "running", "synchronizing", "re-indexing", "backup-mode", "queue-full", "unavailable",
 )
+
+#: Status words that keep a server from being chosen while a fit one can serve.
+UNFIT_STATUS = frozenset(STATUS_WORDS[1:]) | {"offline"}
 
 
 def parse_status(text: str) -> frozenset[str]:
@@ -68,10 +74,8 @@ class ClusterServer:
     @property
     def status_text(self) -> str:
         """The status as SiriDB prints it."""
-        order = ("running", "synchronizing", "re-indexing", "backup-mode", "queue-full",
-                 "unavailable")
-        words = [w for w in order if w in self.status]
-        words += sorted(self.status - set(order) - {"offline"})
+        words = [w for w in STATUS_WORDS if w in self.status]
+        words += sorted(self.status - set(STATUS_WORDS) - {"offline"})
         return " | ".join(words) if words else "offline"
 
 

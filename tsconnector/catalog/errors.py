@@ -9,6 +9,9 @@ with the driver's exception as ``__cause__``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 from ..exceptions import TsConnectorError
 
 
@@ -81,3 +84,24 @@ class SessionClosedError(CatalogError, RuntimeError):
 
 class NotSupportedError(CatalogError):
     """The backend cannot do this (for example LISTEN on SQLite)."""
+
+
+class DriverErrorMapper:
+    """``with mapper:`` re-raises a driver's errors as catalog errors, the original as
+    ``__cause__``; ``mapped(exc)`` gives the catalog error (None: leave it). One per
+    backend, reused: entering costs nothing on the statement path."""
+
+    __slots__ = ("_mapped",)
+
+    def __init__(self, mapped: Callable[[Exception], BaseException | None]) -> None:
+        self._mapped = mapped
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
+        if exc is not None and isinstance(exc, Exception):
+            mapped = self._mapped(exc)
+            if mapped is not None:
+                raise mapped from exc
+        return False

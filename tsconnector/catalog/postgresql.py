@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import inspect
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from .database import Database, Listener, NotifyCallback
 from .dialects import DIALECTS, Dialect
@@ -22,6 +22,7 @@ from .errors import (
     CatalogBusy,
     ConflictError,
     DatabaseError,
+    DriverErrorMapper,
     IntegrityError,
     MissingTable,
     SessionClosedError,
@@ -320,25 +321,9 @@ def _mapped(exc: BaseException) -> BaseException | None:
     return None
 
 
-class _ErrorMapper:
-    """``with _mapped_errors():`` re-raises asyncpg errors as catalog errors (cheaply)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        if exc is not None and isinstance(exc, Exception):
-            mapped = _mapped(exc)
-            if mapped is not None:
-                raise mapped from exc
-        return False
+_MAPPER = DriverErrorMapper(_mapped)
 
 
-_MAPPER = _ErrorMapper()
-
-
-def _mapped_errors() -> _ErrorMapper:
+def _mapped_errors() -> DriverErrorMapper:
     """asyncpg errors as catalog errors (the original as ``__cause__``)."""
     return _MAPPER

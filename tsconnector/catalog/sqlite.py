@@ -16,14 +16,21 @@ import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import aiosqlite
 
 from .database import Database
 from .dialects import DIALECTS, Dialect
 from .driver import Record
-from .errors import CatalogBusy, DatabaseError, IntegrityError, MissingTable, SessionClosedError
+from .errors import (
+    CatalogBusy,
+    DatabaseError,
+    DriverErrorMapper,
+    IntegrityError,
+    MissingTable,
+    SessionClosedError,
+)
 from .params import sqlite_bindings
 from .regex import sqlite_regexp
 from .session import Session
@@ -337,25 +344,9 @@ def _mapped(exc: BaseException) -> BaseException | None:
     return None
 
 
-class _ErrorMapper:
-    """``with _mapped_errors():`` re-raises driver errors as catalog errors (cheaply)."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, tp: object, exc: BaseException | None, tb: object) -> Literal[False]:
-        if exc is not None:
-            mapped = _mapped(exc)
-            if mapped is not None:
-                raise mapped from exc
-        return False
+_MAPPER = DriverErrorMapper(_mapped)
 
 
-_MAPPER = _ErrorMapper()
-
-
-def _mapped_errors() -> _ErrorMapper:
+def _mapped_errors() -> DriverErrorMapper:
     """sqlite3 errors as catalog errors (the original as ``__cause__``)."""
     return _MAPPER

@@ -26,6 +26,7 @@ or arrays to insert NaN values.
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 import sys
 from collections.abc import Mapping
@@ -40,7 +41,13 @@ from ..timeutil import INT64_MAX, INT64_MIN, Rounding, datetime64_to_db, parse_p
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["PrecisionRequired", "pack_insert", "pack_insert_buffer", "pack_insert_for_wire"]
+__all__ = [
+    "PrecisionRequired",
+    "pack_insert",
+    "pack_insert_buffer",
+    "pack_insert_for_wire",
+    "point_timestamp",
+]
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
@@ -112,6 +119,39 @@ def pack_insert_buffer(
 
 class PrecisionRequired(TypeError):
     """Datetime timestamps were given without the database's time precision."""
+
+
+def point_timestamp(
+    name: Any, ts: Any, precision: int | None, rounding: Rounding = "exact"
+) -> int:
+    """One point's timestamp as an int64 in database units, as inserts take it.
+
+    An int (or numpy integer) is checked against int64; a ``datetime``, ``date`` or
+    ``numpy.datetime64`` is converted exactly with ``precision`` (``PrecisionRequired``
+    without one). Shared by the insert packer and the writer, so both accept the same
+    timestamps; ``name`` is the series, for the error messages.
+    """
+    if isinstance(ts, bool):
+        raise TypeError(f"series {name!r}: bool timestamp {ts!r}")
+    if isinstance(ts, int):
+        if not INT64_MIN <= ts <= INT64_MAX:
+            raise OverflowError(
+                f"timestamp {ts} in series {name!r} does not fit in a signed 64-bit integer"
+            )
+        return int(ts)
+    mod = _module(ts)
+    if mod == "numpy" and type(ts).__name__ not in ("datetime64", "timedelta64"):
+        item = ts.item()
+        if isinstance(item, int) and not isinstance(item, bool):
+            return point_timestamp(name, item, precision, rounding)
+    if isinstance(ts, dt.datetime | dt.date) or type(ts).__name__ == "datetime64":
+        if precision is None:
+            raise PrecisionRequired(
+                f"series {name!r}: datetime timestamps need precision= (the database's "
+                "time precision: 's', 'ms', 'us' or 'ns')"
+            )
+        return to_db_time(ts, precision, rounding=rounding)
+    raise TypeError(f"series {name!r}: timestamp {ts!r} is not an integer")
 
 
 def pack_insert_for_wire(
@@ -667,29 +707,9 @@ class _Packer:
         return self._ts_array(name, index.to_numpy())
 
     def _ts_value(self, name: Any, ts: Any) -> int:
-        if isinstance(ts, bool):
-            raise TypeError(f"series {name!r}: bool timestamp {ts!r}")
-        if isinstance(ts, int):
-            if not INT64_MIN <= ts <= INT64_MAX:
-                raise OverflowError(
-                    f"timestamp {ts} in series {name!r} does not fit in a signed 64-bit integer"
-                )
+        if type(ts) is int and INT64_MIN <= ts <= INT64_MAX:
             return ts
-        mod = _module(ts)
-        if mod == "numpy" and type(ts).__name__ not in ("datetime64", "timedelta64"):
-            item = ts.item()
-            if isinstance(item, int) and not isinstance(item, bool):
-                return self._ts_value(name, item)
-        import datetime as dt
-
-        if isinstance(ts, dt.datetime | dt.date) or type(ts).__name__ == "datetime64":
-            if self.precision is None:
-                raise PrecisionRequired(
-                    f"series {name!r}: datetime timestamps need precision= (the database's "
-                    "time precision: 's', 'ms', 'us' or 'ns')"
-                )
-            return to_db_time(ts, self.precision, rounding=self.rounding)
-        raise TypeError(f"series {name!r}: timestamp {ts!r} is not an integer")
+        return point_timestamp(name, ts, self.precision, self.rounding)
 
     def _normalize(self, name: Any, points: Any) -> list[Any]:
         """Check and convert each point; odd shapes are kept for the server to reject."""

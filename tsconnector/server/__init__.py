@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .app import EmbeddedServer, parse_precision
+from ..timeutil import parse_precision
+from .app import EmbeddedServer
 from .cluster import Arrivals, ClusterTopology, TopologyError, TopologyServer
 from .errors import DamagedDataError, DataDirLocked, InvalidDatabaseName, ServerStartError
 from .internal import InternalError, InternalErrors

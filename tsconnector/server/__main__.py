@@ -14,7 +14,8 @@ import signal
 import sys
 from collections.abc import Callable
 
-from .app import EmbeddedServer, parse_duration, parse_precision
+from ..timeutil import parse_precision
+from .app import EmbeddedServer, parse_duration
 from .datadir import validate_database_name
 from .errors import InvalidDatabaseName, ServerStartError
 from .limits import DEFAULT_LIMITS

@@ -19,6 +19,7 @@ from types import EllipsisType
 from typing import Any
 
 from ..protocol import MAX_FRAME_SIZE, PRECISION_NAMES
+from ..timeutil import parse_precision
 from .cluster import Arrivals, ClusterTopology, load_topology
 from .datadir import DataDirLock, database_directory, validate_database_name
 from .dbconf import read_database_conf
@@ -56,15 +57,6 @@ def parse_duration(value: str | int) -> int:
     if unit not in _DURATION_UNITS or not amount.isdigit() or not 1 <= int(amount) <= 99:
         raise ValueError(f"invalid duration {value!r} (valid examples: 6h, 2d or 1w)")
     return int(amount) * _DURATION_UNITS[unit]
-
-
-def parse_precision(value: str | int) -> int:
-    """``"s"``/``"ms"``/``"us"``/``"ns"`` (or 0-3) as the wire precision code."""
-    if isinstance(value, int) and 0 <= value <= 3:
-        return value
-    if isinstance(value, str) and value in PRECISION_NAMES:
-        return PRECISION_NAMES.index(value)
-    raise ValueError(f"invalid time precision {value!r} (expected s, ms, us or ns)")
 
 
 class EmbeddedServer:

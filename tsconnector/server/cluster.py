@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.lookup import lookup_table, pool_of
+from ..topology import STATUS_WORDS
 from .errors import ServerStartError
 
 __all__ = [
@@ -45,8 +46,6 @@ REMOTE_SERVER_COLUMNS = frozenset({
     "log_level", "max_open_files", "mem_usage", "open_files", "received_points",
     "reindex_progress", "selected_points", "sync_progress", "uptime",
 })
-_STATUS_WORDS = ("running", "synchronizing", "re-indexing", "backup-mode", "queue-full",
-                 "unavailable")
 
 
 class TopologyError(ServerStartError, ValueError):
@@ -218,10 +217,10 @@ def _validate(servers: list[TopologyServer]) -> None:
         if server.pool < 0:
             raise TopologyError(f"server {server.name!r}: pool must be >= 0")
         words = [w.strip() for w in server.status.split("|")]
-        bad = [w for w in words if w not in _STATUS_WORDS]
+        bad = [w for w in words if w not in STATUS_WORDS]
         if bad:
             raise TopologyError(f"server {server.name!r}: unknown status {bad[0]!r} (known: "
-                                f"{', '.join(_STATUS_WORDS)}, joined with ' | ')")
+                                f"{', '.join(STATUS_WORDS)}, joined with ' | ')")
     sizes = collections.Counter(s.pool for s in servers)
     for pool in range(max(sizes) + 1):
         if sizes[pool] == 0:

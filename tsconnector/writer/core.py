@@ -30,12 +30,12 @@ from ..exceptions import (
     TsConnectorError,
     TsTimeoutError,
 )
+from ..protocol.packer import PrecisionRequired, point_timestamp
 from ..spool import SpoolRecord
 from .batch import Batch
 from .buffer import PointBuffer
 from .errors import BufferFull, WriterClosedError
 from .points import (
-    PrecisionNeeded,
     check_point,
     check_series_name,
     frame_items,
@@ -130,6 +130,8 @@ class BufferedWriter:
         self._inflight: set[Batch] = set()
         self._cut_count = 0
         self._loaded = 0  # points of batch data held in memory
+        #: The database's time precision, once datetime timestamps needed it.
+        self._precision: int | None = None
         self._writing = 0  # points being written to the spool
         self._spooled = 0  # points in the spool not yet acknowledged
         self._position = 0
@@ -227,9 +229,15 @@ class BufferedWriter:
 
     # ------------------------------------------------------------------ adding
 
-    async def add(self, series: str, ts: int, value: Any, *, block: bool = True) -> None:
-        """Add one point; waits while the buffer is full (``BufferFull`` if not ``block``)."""
+    async def add(self, series: str, ts: Any, value: Any, *, block: bool = True) -> None:
+        """Add one point; waits while the buffer is full (``BufferFull`` if not ``block``).
+
+        ``ts`` is an int in database units, or a ``datetime``/``date``/``numpy.datetime64``
+        converted exactly to the database's precision, as :meth:`TsClient.insert` does.
+        """
         self._check_open()
+        if type(ts) is not int:
+            ts = await self._db_timestamp(series, ts)
         if self.validate:
             check_point(series, ts, value)
         else:
@@ -245,18 +253,21 @@ class BufferedWriter:
     async def add_many(self, data: Any, *, block: bool = True) -> None:
         """Add ``{series: points}`` or a pandas DataFrame (one series per column, missing
         cells skipped). Points are (ts, value) pairs, numpy ``(timestamps, values)``, an
-        ``(n, 2)`` array or a pandas Series (its index gives the timestamps); datetime
-        timestamps are converted to the database's precision.
+        ``(n, 2)`` array or a pandas Series (its index gives the timestamps). Timestamps
+        are ints in database units, or ``datetime``/``date``/``numpy.datetime64`` values
+        converted exactly to the database's precision as :meth:`TsClient.insert` does
+        (lists of pairs only with ``validate=True``: unvalidated lists are taken as
+        they are).
 
         With ``block=False`` nothing is added and ``BufferFull`` is raised unless all
         points fit at once; otherwise the points enter as room frees up, in order.
         """
         self._check_open()
         try:
-            items, total = self._normalized(data, None)
-        except PrecisionNeeded:  # datetime timestamps: learn the database's unit once
-            precision = await self.client.db_time_precision(self.query_timeout)
-            items, total = self._normalized(data, precision)
+            items, total = self._normalized(data, self._precision)
+        except PrecisionRequired:  # datetime timestamps: learn the database's unit once
+            self._precision = await self.client.db_time_precision(self.query_timeout)
+            items, total = self._normalized(data, self._precision)
         buffer = self._buffer
         if not block and buffer.points + self._loaded + total > self.max_buffer_points:
             raise BufferFull(f"no room for {total} point(s) in the writer's buffer")
@@ -285,6 +296,15 @@ class BufferedWriter:
             # Let the background task cut and send, and deliveries take their answers:
             # the server works on one batch while the caller adds the next.
             await asyncio.sleep(0)
+
+    async def _db_timestamp(self, series: str, ts: Any) -> int:
+        """A timestamp of :meth:`add` that is not an int, in database units (the
+        database's precision is read once, on the first datetime)."""
+        try:
+            return point_timestamp(series, ts, self._precision)
+        except PrecisionRequired:
+            self._precision = await self.client.db_time_precision(self.query_timeout)
+            return point_timestamp(series, ts, self._precision)
 
     def _normalized(
         self, data: Any, precision: int | None

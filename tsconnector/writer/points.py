@@ -15,12 +15,12 @@ from typing import Any
 
 import qpack
 
+from ..protocol.packer import PrecisionRequired, point_timestamp
 from ..timeutil import INT64_MAX, INT64_MIN, datetime64_to_db
 
 __all__ = [
     "NAME_BYTES_LIMIT",
     "Piece",
-    "PrecisionNeeded",
     "bounds",
     "check_point",
     "check_series_name",
@@ -154,9 +154,10 @@ def _packed_columns(points: list[Any]) -> Piece | None:
     return ts, records["value"].astype(np.float64 if value_marker == 0xEC else np.int64)
 
 
-def _checked_columns(series: str, points: list[Any]) -> Piece:
+def _checked_columns(series: str, points: list[Any], precision: int | None) -> Piece:
     """A checked list of points: a numpy pair when its values are all int or all float
-    (the common case, checked with numpy where it can), else the list itself."""
+    (the common case, checked with numpy where it can), else the list itself. Timestamps
+    that are not int (datetimes, numpy scalars) are converted as inserts convert them."""
     import numpy as np
 
     try:
@@ -164,12 +165,15 @@ def _checked_columns(series: str, points: list[Any]) -> Piece:
     except (TypeError, ValueError):
         _check_list(series, points)  # raises the error that names the bad point
         raise
+    if not set(map(type, stamps)) <= {int}:
+        stamps = tuple(
+            ts if type(ts) is int else point_timestamp(series, ts, precision) for ts in stamps
+        )
+        points = list(zip(stamps, values))
     kinds = set(map(type, values))
     if len(kinds) != 1 or (float not in kinds and int not in kinds):
         _check_list(series, points)
         return points
-    if not set(map(type, stamps)) <= {int}:
-        raise TypeError(f"series {series!r}: timestamps must be int")
     try:
         ts = np.array(stamps, dtype=np.int64)
         column = np.array(values, dtype=np.float64 if float in kinds else np.int64)
@@ -214,8 +218,11 @@ def _numpy_points(series: str, ts: Any, values: Any, precision: int | None) -> P
     tkind = ts.dtype.kind
     if tkind == "M":
         if precision is None:
-            raise PrecisionNeeded(series)
+            raise PrecisionRequired(f"series {series!r}: datetime64 timestamps need precision")
         ts = datetime64_to_db(ts, precision)
+        tkind = "i"
+    elif tkind == "O":  # e.g. datetime objects: converted one by one, as inserts do
+        ts = np.array([point_timestamp(series, t, precision) for t in ts.tolist()], np.int64)
         tkind = "i"
     if tkind not in "iu":
         raise TypeError(f"series {series!r}: timestamps must be an integer array")
@@ -245,10 +252,6 @@ def _is_numpy_pair(points: Any) -> bool:
         and hasattr(points[0], "dtype")
         and hasattr(points[1], "dtype")
     )
-
-
-class PrecisionNeeded(Exception):
-    """Datetime timestamps were seen before the database's precision was known."""
 
 
 def _is_pandas_series(points: Any) -> bool:
@@ -297,7 +300,7 @@ def normalize(series: Any, points: Any, validate: bool, precision: int | None = 
         else:
             piece = _packed_columns(points)
             if piece is None:
-                piece = _checked_columns(series, points[:]) if points else []
+                piece = _checked_columns(series, points[:], precision) if points else []
         return piece, count(piece)
     if _is_numpy_pair(points):
         piece = _numpy_points(series, points[0], points[1], precision)
@@ -313,7 +316,7 @@ def normalize(series: Any, points: Any, validate: bool, precision: int | None = 
     else:
         piece = list(points)
         if validate and piece:
-            piece = _checked_columns(series, piece)
+            piece = _checked_columns(series, piece, precision)
     return piece, count(piece)
 
 
