@@ -18,7 +18,7 @@ ATOMS = ["a", "b", "A", "k", "K", "i", "İ", "ı", "é", ".", "[ab]", "[^a]", "[
 QUANTIFIERS = ["", "", "*", "+", "?", "{2}", "{1,2}", "*?", "+?", "{0,}"]
 ANCHORS = ["^", "$", "\\b", "\\B", "\\A", "\\Z"]
 FLAGS = ["", "(?i)", "(?m)", "(?s)", "(?a)", "(?ai)", "(?ims)"]
-GROUPS = ["(", "(?:", "(?i:", "(?-i:"]
+GROUPS = ["(", "(?:", "(?i:", "(?a:", "(?-i:"]
 SUBJECTS = st.text("abAkKiİıé1 \n", max_size=12)
 
 
@@ -63,6 +63,14 @@ def test_search_answers_exactly_as_re_search(
     for subject in subjects:
         assert nfa.search(subject, cache) is (expected.search(subject) is not None), (
             pattern, options, subject)
+
+
+@pytest.mark.parametrize(
+    "pattern, subject",
+    [("(?a:\\w)+$", "é"), ("(?a:\\bx)+", "éx"), ("(?a:(?u:\\w)\\w)+", "éa")],
+)
+def test_a_scoped_type_flag_replaces_the_one_in_effect(pattern: str, subject: str) -> None:
+    assert _nfa(pattern).search(subject, {}) is (re.search(pattern, subject) is not None)
 
 
 @pytest.mark.parametrize("pattern", ["(a+)+$", "(a|aa)*b", ".*.*.*.*=", "(\\w+\\s?)+$"])

@@ -57,6 +57,8 @@ _CHAR_OPS: Final = frozenset({_c.LITERAL, _c.NOT_LITERAL, _c.ANY, _c.IN, _c.CATE
 MEMO_LIMIT: Final = 20_000
 
 _CHAR, _SPLIT, _ASSERT, _MATCH = range(4)
+#: ``(?a)``, ``(?L)``, ``(?u)``: at most one is in effect.
+_TYPE_FLAGS: Final = re.ASCII | re.LOCALE | re.UNICODE
 
 #: Whether a character is accepted by one NFA atom.
 CharTest = Callable[[str], bool]
@@ -273,6 +275,14 @@ class Nfa:
         return frozenset(kept)
 
 
+def _scoped_flags(flags: int, add: int, remove: int) -> int:
+    """The flags inside ``(?add-remove:...)``, combined as ``re`` does: a type flag
+    given there replaces the one in effect (``(?a:\\w)`` is ASCII in a str pattern)."""
+    if add & _TYPE_FLAGS:
+        flags &= ~_TYPE_FLAGS
+    return (flags | add) & ~remove
+
+
 class _Builder:
     """Adds the states of a parse tree to an :class:`Nfa`, continuation first."""
 
@@ -308,7 +318,7 @@ class _Builder:
             return self.node(_ASSERT, nxt, test=self.atoms.anchor(av, flags))
         if op == _c.SUBPATTERN:
             _group, add_flags, del_flags, body = av
-            return self.seq(list(body), (flags | add_flags) & ~del_flags, nxt)
+            return self.seq(list(body), _scoped_flags(flags, add_flags, del_flags), nxt)
         if op == _c.BRANCH:
             starts = [self.seq(list(branch), flags, nxt) for branch in av[1]]
             head = starts[-1]
