@@ -9,9 +9,8 @@ whole server. So a pattern is matched
 - with ``re`` itself when its backtracking is bounded for that subject: at most one
   unbounded repetition, none nested, or a subject short enough for the number of
   repetitions it has;
-- otherwise by a linear-time automaton (a Thompson NFA simulated with a cache of the
-  transitions seen, i.e. a lazily built DFA), which gives the same answer without
-  backtracking;
+- otherwise by the linear-time automaton of :mod:`tsconnector.linregex` (a Thompson NFA
+  searched as a lazily built DFA), which gives the same answer without backtracking;
 - and patterns the automaton cannot run (back-references, look-around) with ``re``
   under a time budget where the process allows one (the main thread), as no match
   when it runs out, like PCRE2's limit.
@@ -22,20 +21,24 @@ reported with PCRE2's texts where they differ.
 
 from __future__ import annotations
 
-import importlib
 import re
 import signal
 import threading
-from collections.abc import Callable
 from typing import Any, Final
 
-# The regex parser of the standard library (no stubs exist for these private modules).
-try:  # Python 3.11+
-    _c: Any = importlib.import_module("re._constants")
-    _p: Any = importlib.import_module("re._parser")
-except ImportError:  # pragma: no cover - Python 3.10
-    _c = importlib.import_module("sre_constants")
-    _p = importlib.import_module("sre_parse")
+from ..linregex import (
+    ATOMIC_GROUP,
+    POSSESSIVE_REPEAT,
+    REPEATS,
+    AnchorTest,
+    CharTest,
+    DfaState,
+    Nfa,
+    NfaError,
+    Unsupported,
+    parse,
+)
+from ..linregex import constants as _c
 
 __all__ = ["RegexError", "SiriRegex", "compile_siri_regex", "pcre_message", "to_python_regex"]
 
@@ -116,7 +119,7 @@ class SiriRegex:
                 f"Cannot compile regular expression '^{body}$': "
                 "number too big in {} quantifier") from exc
         self._nfa: _Nfa | None = None
-        self._cache: dict[Any, Any] = {}
+        self._cache: dict[Any, DfaState] = {}
         self._repeats = _Risk.of(source, flags)
 
     def matches(self, subject: str) -> bool:
@@ -149,11 +152,11 @@ class _Risk:
     @classmethod
     def of(cls, source: str, flags: int) -> _Risk:
         try:
-            tree = _p.parse(source, flags)
+            items, _flags = parse(source, flags)
         except Exception:  # pragma: no cover - it compiled already
             return cls(99, True, False)
         counter = {"unbounded": 0, "nested": False, "unsupported": False}
-        _walk_risk(list(tree), 0, counter)
+        _walk_risk(items, 0, counter)
         return cls(int(counter["unbounded"]), bool(counter["nested"]),
                    not counter["unsupported"])
 
@@ -165,14 +168,9 @@ class _Risk:
         return float(length + 1) ** self.unbounded <= BACKTRACK_BUDGET
 
 
-_REPEATS: Final = {_c.MAX_REPEAT, _c.MIN_REPEAT}
-_POSSESSIVE = getattr(_c, "POSSESSIVE_REPEAT", None)
-_ATOMIC = getattr(_c, "ATOMIC_GROUP", None)
-
-
 def _walk_risk(items: list[Any], depth: int, counter: dict[str, Any]) -> None:
     for op, av in items:
-        if op in _REPEATS or (_POSSESSIVE is not None and op == _POSSESSIVE):
+        if op in REPEATS or (POSSESSIVE_REPEAT is not None and op == POSSESSIVE_REPEAT):
             _low, high, sub = av
             many = high == _c.MAXREPEAT or high > 1
             if high == _c.MAXREPEAT:
@@ -187,7 +185,7 @@ def _walk_risk(items: list[Any], depth: int, counter: dict[str, Any]) -> None:
                 counter["nested"] = True
         elif op == _c.SUBPATTERN:
             _walk_risk(list(av[-1]), depth, counter)
-        elif _ATOMIC is not None and op == _ATOMIC:
+        elif ATOMIC_GROUP is not None and op == ATOMIC_GROUP:
             _walk_risk(list(av), depth, counter)
         elif op in (_c.GROUPREF, _c.GROUPREF_EXISTS, _c.ASSERT, _c.ASSERT_NOT):
             counter["unsupported"] = True
@@ -199,7 +197,52 @@ def _walk_risk(items: list[Any], depth: int, counter: dict[str, Any]) -> None:
 
 # -- the automaton -------------------------------------------------------------------------
 
-_CHAR, _SPLIT, _ASSERT, _MATCH = range(4)
+class _Nfa(Nfa):
+    """The server's automaton: its own atom tests, atomic groups built as plain ones."""
+
+    __slots__ = ()
+
+    @classmethod
+    def build(cls, source: str, flags: int) -> _Nfa | None:
+        """The automaton of ``source``; ``None`` where there is none (too large,
+        back-references, look-around)."""
+        items, flags = parse(source, flags)
+        try:
+            return cls(items, flags, max_states=MAX_NFA_STATES, atoms=_SIRI_ATOMS,
+                       atomic_as_plain=True)
+        except NfaError:
+            return None
+
+
+class _SiriAtoms:
+    """The atom tests this automaton has always used (not :class:`~tsconnector.linregex.ReAtoms`).
+
+    They differ from ``re`` in corners: classes and ``\\b`` stay Unicode under ``(?a)``,
+    literals fold with ``str.lower``/``str.upper`` (``re`` also pairs İ with i/I/ı and
+    ϑ with ϴ), and ``\\B`` holds in an empty subject.
+    """
+
+    def char(self, op: Any, av: Any, flags: int) -> CharTest:
+        """A hand-built test of a one-character item."""
+        fold = bool(flags & re.IGNORECASE)
+        if op == _c.LITERAL:
+            return _lit(chr(av), fold)
+        if op == _c.NOT_LITERAL:
+            test = _lit(chr(av), fold)
+            return lambda ch: not test(ch)
+        if op == _c.ANY:
+            return (lambda ch: True) if flags & re.DOTALL else (lambda ch: ch != "\n")
+        if op == _c.IN:
+            return _char_set(av, fold)
+        return _char_set([(op, av)], fold)  # CATEGORY
+
+    def anchor(self, av: Any, flags: int) -> AnchorTest:
+        """A hand-built test of ``^``, ``$``, ``\\A``, ``\\Z``, ``\\b`` or ``\\B``."""
+        multiline = bool(flags & re.MULTILINE)
+        return lambda text, pos: _assert_holds(av, multiline, text, pos)
+
+
+_SIRI_ATOMS: Final = _SiriAtoms()
 _WORD = re.compile(r"\w")
 
 
@@ -207,147 +250,14 @@ def _is_word(ch: str) -> bool:
     return bool(ch) and _WORD.match(ch) is not None
 
 
-class _Nfa:
-    """A Thompson automaton of a parsed pattern (``kind``, payload, ``out1``, ``out2``)."""
-
-    __slots__ = ("kinds", "outs", "payloads", "start")
-
-    def __init__(self) -> None:
-        self.kinds: list[int] = []
-        self.payloads: list[Any] = []
-        self.outs: list[list[int]] = []
-        self.start = -1
-
-    @classmethod
-    def build(cls, source: str, flags: int) -> _Nfa | None:
-        nfa = cls()
-        try:
-            tree = _p.parse(source, flags)
-            accept = nfa._add(_MATCH, None)
-            flags = tree.state.flags if hasattr(tree, "state") else flags
-            nfa.start = nfa._seq(list(tree), accept, flags)
-        except _TooBig:
-            return None
-        return nfa
-
-    def _add(self, kind: int, payload: Any, *outs: int) -> int:
-        if len(self.kinds) >= MAX_NFA_STATES:
-            raise _TooBig
-        self.kinds.append(kind)
-        self.payloads.append(payload)
-        self.outs.append(list(outs))
-        return len(self.kinds) - 1
-
-    def _seq(self, items: list[Any], nxt: int, flags: int) -> int:
-        for op, av in reversed(items):
-            nxt = self._item(op, av, nxt, flags)
-        return nxt
-
-    def _item(self, op: Any, av: Any, nxt: int, flags: int) -> int:
-        fold = bool(flags & re.IGNORECASE)
-        if op == _c.LITERAL:
-            return self._add(_CHAR, _lit(chr(av), fold), nxt)
-        if op == _c.NOT_LITERAL:
-            test = _lit(chr(av), fold)
-            return self._add(_CHAR, lambda ch: not test(ch), nxt)
-        if op == _c.ANY:
-            dotall = bool(flags & re.DOTALL)
-            return self._add(_CHAR, (lambda ch: True) if dotall else (lambda ch: ch != "\n"), nxt)
-        if op == _c.IN:
-            return self._add(_CHAR, _char_set(av, fold), nxt)
-        if op == _c.CATEGORY:
-            return self._add(_CHAR, _char_set([(op, av)], fold), nxt)
-        if op == _c.BRANCH:
-            starts = [self._seq(list(b), nxt, flags) for b in av[1]]
-            head = starts[-1]
-            for start in reversed(starts[:-1]):
-                head = self._add(_SPLIT, None, start, head)
-            return head
-        if op == _c.SUBPATTERN:
-            add, remove = av[1], av[2]
-            return self._seq(list(av[-1]), nxt, (flags | add) & ~remove)
-        if _ATOMIC is not None and op == _ATOMIC:
-            return self._seq(list(av), nxt, flags)
-        if op in _REPEATS or (_POSSESSIVE is not None and op == _POSSESSIVE):
-            return self._repeat(av, nxt, flags)
-        if op == _c.AT:
-            return self._add(_ASSERT, (av, bool(flags & re.MULTILINE)), nxt)
-        raise _TooBig  # back-references and look-around: not for an automaton
-
-    def _repeat(self, av: Any, nxt: int, flags: int) -> int:
-        low, high, sub = av
-        items = list(sub)
-        if high == _c.MAXREPEAT:
-            loop = self._add(_SPLIT, None, -1, nxt)
-            self.outs[loop][0] = self._seq(items, loop, flags)
-            head = loop
-        else:
-            head = nxt
-            for _ in range(high - low):  # optional copies: take one or stop here
-                head = self._add(_SPLIT, None, self._seq(items, head, flags), nxt)
-        for _ in range(low):
-            head = self._seq(items, head, flags)
-        return head
-
-    # -- simulation -----------------------------------------------------------------
-    def _closure(
-        self, states: Any, text: str, pos: int, out: set[int]
-    ) -> None:
-        kinds, outs, payloads = self.kinds, self.outs, self.payloads
-        stack = list(states)
-        while stack:
-            s = stack.pop()
-            if s in out:
-                continue
-            out.add(s)
-            kind = kinds[s]
-            if kind == _SPLIT or (kind == _ASSERT and _assert_holds(payloads[s], text, pos)):
-                stack.extend(outs[s])
-
-    def search(self, text: str, cache: dict[Any, Any]) -> bool:
-        """Whether the pattern matches anywhere in ``text`` (linear time)."""
-        n = len(text)
-        current: frozenset[int] = frozenset()
-        match_state = 0
-        for pos in range(n + 1):
-            ctx = _context(text, pos)
-            key = (current, ctx)
-            closed = cache.get(key)
-            if closed is None:
-                seeds = set(current)
-                seeds.add(self.start)  # a search may start at every position
-                out: set[int] = set()
-                self._closure(seeds, text, pos, out)
-                closed = frozenset(out)
-                cache[key] = closed
-            if match_state in closed:
-                return True
-            if pos == n:
-                break
-            ch = text[pos]
-            tkey = (closed, ch)
-            step = cache.get(tkey)
-            if step is None:
-                kinds, payloads, outs = self.kinds, self.payloads, self.outs
-                step = frozenset(
-                    outs[s][0] for s in closed if kinds[s] == _CHAR and payloads[s](ch))
-                cache[tkey] = step
-            current = step
-        return False
-
-
-class _TooBig(Exception):
-    pass
-
-
-def _lit(char: str, fold: bool) -> Callable[[str], bool]:
+def _lit(char: str, fold: bool) -> CharTest:
     if not fold:
         return lambda ch: ch == char
     low, up = char.lower(), char.upper()
     return lambda ch: ch == char or ch.lower() == low or ch.upper() == up
 
 
-def _char_set(items: Any, fold: bool) -> Callable[[str], bool]:
+def _char_set(items: Any, fold: bool) -> CharTest:
     """A character test for an ``IN`` set (ranges, literals, categories, negation)."""
     parts = list(items)
     negate = bool(parts) and parts[0][0] == _c.NEGATE
@@ -355,7 +265,7 @@ def _char_set(items: Any, fold: bool) -> Callable[[str], bool]:
         parts = parts[1:]
     source = _p_set_source(parts)
     if source is None:  # pragma: no cover - unknown item in a set
-        raise _TooBig
+        raise Unsupported(_c.IN)
     compiled = re.compile(("[^" if negate else "[") + source + "]", re.IGNORECASE if fold else 0)
     return lambda ch: compiled.match(ch) is not None
 
@@ -396,8 +306,7 @@ def _context(text: str, pos: int) -> tuple[bool, bool, bool, bool, bool, bool]:
     )
 
 
-def _assert_holds(payload: tuple[Any, bool], text: str, pos: int) -> bool:
-    at, multiline = payload
+def _assert_holds(at: Any, multiline: bool, text: str, pos: int) -> bool:
     start, end, before_final_nl, after_nl, before_nl, boundary = _context(text, pos)
     if at == _c.AT_BEGINNING:
         return start or (multiline and after_nl)
