@@ -1,0 +1,46 @@
+"""``re.search`` as a test oracle, bounded in time.
+
+Generated patterns such as ``((b)|a+|.*?(a{0,}|)+)*$...`` make ``re`` itself backtrack
+for minutes on a 10-character subject (the very problem the linear-time engines
+solve). An example whose oracle runs out of time says nothing: it is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from typing import Any
+
+from hypothesis import assume
+
+ORACLE_SECONDS = 1.0
+
+
+class _OracleTimeout(Exception):
+    pass
+
+
+def _expire(_signum: int, _frame: Any) -> None:
+    raise _OracleTimeout
+
+
+def bounded_search(pattern: str, subject: str, flags: int = 0) -> bool:
+    """Whether ``re.search`` finds ``pattern`` in ``subject``; rejects the example
+    (hypothesis ``assume``) when ``re`` needs more than :data:`ORACLE_SECONDS`.
+
+    ``re.error`` propagates. The bound needs the main thread (SIGALRM); elsewhere the
+    search runs unbounded.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return re.search(pattern, subject, flags) is not None
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, ORACLE_SECONDS)
+    try:
+        return re.search(pattern, subject, flags) is not None
+    except _OracleTimeout:
+        assume(False)
+        raise AssertionError("unreachable") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
