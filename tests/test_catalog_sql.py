@@ -7,7 +7,7 @@ import re
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from regex_oracle import bounded_search
+from regex_oracle import bounded_search, regex_patterns
 
 from tsconnector.catalog import quote_ident
 from tsconnector.catalog.dialects import like_to_glob
@@ -23,20 +23,8 @@ ANCHORS = ["^", "$", "\\b", "\\B", "\\A", "\\Z"]
 FLAGS = ["", "(?i)", "(?m)", "(?s)", "(?is)"]
 
 
-@st.composite
-def patterns(draw: st.DrawFn, depth: int = 0) -> str:
-    parts = []
-    for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.integers(0, 9))
-        if kind < 6:
-            parts.append(draw(st.sampled_from(ATOMS)) + draw(st.sampled_from(QUANTIFIERS)))
-        elif kind < 7:
-            parts.append(draw(st.sampled_from(ANCHORS)))
-        elif depth < 2:
-            inner = [draw(patterns(depth + 1)) for _ in range(draw(st.integers(1, 3)))]
-            group = "(" + "|".join(inner) + ")"
-            parts.append(group + draw(st.sampled_from(QUANTIFIERS)))
-    return "".join(parts)
+def patterns() -> st.SearchStrategy[str]:
+    return regex_patterns(ATOMS, QUANTIFIERS, ANCHORS)
 
 
 @settings(max_examples=400)
