@@ -148,7 +148,7 @@ def test_datetime64_scalars(value: np.datetime64, precision: int, expected: int 
     else:
         assert to_db_time(value, precision) == expected
     with pytest.raises(ValueError, match="NaT"):
-        to_db_time(np.datetime64("NaT"), precision)
+        to_db_time(np.datetime64("NaT", "ns"), precision)
 
 
 @given(

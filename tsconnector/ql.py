@@ -49,6 +49,7 @@ from .timeutil import (
     INT64_MAX,
     INT64_MIN,
     Rounding,
+    is_datetime64,
     parse_precision,
     timedelta_to_db,
     to_db_time,
@@ -216,10 +217,6 @@ def _duration_literal(value: _dt.timedelta, precision: int, label: str) -> str:
         ) from None
 
 
-def _is_datetime64(value: Any) -> bool:
-    return type(value).__name__ == "datetime64" and type(value).__module__ == "numpy"
-
-
 def _is_numpy_int(value: Any) -> bool:
     if type(value).__module__ != "numpy":
         return False
@@ -229,7 +226,7 @@ def _is_numpy_int(value: Any) -> bool:
 
 
 def _is_time(value: Any) -> bool:
-    return isinstance(value, (_dt.datetime, _dt.date)) or _is_datetime64(value)
+    return isinstance(value, (_dt.datetime, _dt.date)) or is_datetime64(value)
 
 
 def _time_literal(value: Any, precision: int, rounding: Rounding, label: str) -> str:

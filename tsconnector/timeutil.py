@@ -122,7 +122,8 @@ def _datetime_us(value: _dt.datetime) -> int:
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _is_datetime64(value: Any) -> bool:
+def is_datetime64(value: Any) -> bool:
+    """Whether ``value`` is a numpy datetime64 scalar (checked without importing numpy)."""
     return type(value).__name__ == "datetime64" and type(value).__module__ == "numpy"
 
 
@@ -158,7 +159,7 @@ def to_ns(value: Any, precision: int | str | None = None, *, rounding: Rounding 
         return _datetime_us(value) * 1000
     if isinstance(value, _dt.date):
         return (value - _dt.date(1970, 1, 1)).days * 86400 * 10**9
-    if _is_datetime64(value):
+    if is_datetime64(value):
         count, num, den = _datetime64_parts(value)
         return rescale(count * num * 10**9, den, rounding, value)
     raise TypeError(f"expected a datetime, date, numpy.datetime64 or int, got {value!r}")
@@ -191,7 +192,7 @@ def to_db_time(value: Any, precision: int | str, *, rounding: Rounding = "exact"
         result = rescale(_datetime_us(value) * ups, 1_000_000, rounding, value)
     elif isinstance(value, _dt.date):
         result = (value - _dt.date(1970, 1, 1)).days * 86400 * ups
-    elif _is_datetime64(value):
+    elif is_datetime64(value):
         count, num, den = _datetime64_parts(value)
         result = rescale(count * num * ups, den, rounding, value)
     else:
