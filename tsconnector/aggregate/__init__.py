@@ -32,6 +32,7 @@ from .errors import (
 )
 from .interfaces import (
     AckStrategy,
+    Handler,
     MessagePartitioner,
     MessagePosition,
     PartitionLag,
@@ -60,6 +61,7 @@ __all__ = [
     "AckStrategy",
     "AggregateError",
     "AggregatedStream",
+    "Handler",
     "JournalAmbiguous",
     "JournalPending",
     "JournalWriter",

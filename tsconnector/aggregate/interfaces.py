@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AckStrategy",
+    "Handler",
     "MessagePartitioner",
     "MessagePosition",
     "PointBatch",
@@ -297,3 +298,7 @@ def as_batches(data: Any) -> list[PointBatch]:
     if isinstance(data, Sequence) and all(isinstance(b, PointBatch) for b in data):
         return list(data)
     raise TypeError("expected a PointBatch, a sequence of them, or {series: points}")
+
+
+#: A subscription's handler: called with each message, sync or async.
+Handler = Callable[[SubscriptionMessage], Awaitable[Any] | Any]

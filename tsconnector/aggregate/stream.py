@@ -13,16 +13,16 @@ import datetime as _dt
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .interfaces import (
     AckStrategy,
+    Handler,
     MessagePartitioner,
     StartPoint,
     StreamMessage,
     StreamPartitionStatistic,
-    SubscriptionMessage,
 )
 from .store import MESSAGE_COLUMNS, stored_message
 from .wakeup import stream_channel
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tsconnector.aggregate")
 
-Handler = Callable[[SubscriptionMessage], Awaitable[Any] | Any]
 
 _ENTRY_MESSAGE = (
     "SELECT e.partition, e.position, "

@@ -32,12 +32,12 @@ import random
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from . import leases
 from .interfaces import (
     AckStrategy,
+    Handler,
     PartitionLag,
     StartAtBeginning,
     StartAtNextMessage,
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tsconnector.aggregate")
 
-Handler = Callable[[SubscriptionMessage], Awaitable[Any] | Any]
 
 #: Store ``$3`` as the last handled position if it is still -1 (no row also means -1).
 _CAS_FIRST = (
