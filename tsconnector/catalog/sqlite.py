@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -128,8 +129,7 @@ class SqliteDB(Database):
             with _mapped_errors():
                 await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
                 if not self.memory:
-                    rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
-                    mode = str(rows[0][0]).lower() if rows else ""
+                    mode = await self._switch_to_wal(conn)
                     if mode != "wal" and "mode=ro" not in self.path:
                         raise DatabaseError(f"could not switch {self.path!r} to WAL ({mode!r})")
                 await conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -140,6 +140,26 @@ class SqliteDB(Database):
             raise
         self._all.add(conn)
         return conn
+
+    async def _switch_to_wal(self, conn: aiosqlite.Connection) -> str:
+        """``PRAGMA journal_mode = WAL``, retried while another connection holds the lock.
+
+        SQLite answers "database is locked" at once, without waiting out busy_timeout,
+        when several connections switch a brand-new file at the same moment (each holds
+        a shared lock and wants an exclusive one); so retry, within busy_timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+                return str(rows[0][0]).lower() if rows else ""
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or loop.time() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 0.2)
 
     async def _acquire(self) -> _SqliteConnection:
         if self._closed:
